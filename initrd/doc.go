@@ -1,0 +1,3 @@
+// Package initrd assembles u-root initramfs images and writes them as
+// deterministic newc cpio archives.
+package initrd
