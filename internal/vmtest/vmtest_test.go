@@ -89,4 +89,3 @@ func TestBootDiagnosticInit(t *testing.T) {
 		t.Errorf("PCR0 is all zero after a measured boot")
 	}
 }
-
