@@ -27,6 +27,10 @@ type FirmwareRef struct {
 	Image string `toml:"image"` // combined VARS+CODE flash image input
 	Code  string `toml:"code"`  // CODE-only pflash input (optional)
 	Vars  string `toml:"vars"`  // VARS template input (optional)
+	// Source builds the firmware from a pinned Debian edk2 source package
+	// instead of taking a prebuilt image (see firmware_recipe.go). When set,
+	// Image, Code and Vars are empty.
+	Source *FirmwareSource `toml:"source"`
 }
 
 // Input is one pinned input. Exactly one source kind is set.
@@ -39,6 +43,9 @@ type Input struct {
 	Deb  string `toml:"deb"`  // a .deb (file path relative to recipe, or URL); Path selects the member
 	OCI  string `toml:"oci"`  // registry/repo@sha256:... ; Path selects a file in a layer, or Layer selects a layer digest
 	Path string `toml:"path"` // member path inside the deb / image
+	// Layer selects one layer of an OCI image or artifact by digest
+	// ("sha256:..."); the input is that layer blob as stored.
+	Layer string `toml:"layer"`
 	// Package and Version name the Debian package a deb came from, for
 	// `mkcvm lock` to re-resolve pins.
 	Package string `toml:"package"`
@@ -51,6 +58,8 @@ type InitrdSpec struct {
 	Commands    []string     `toml:"commands"`    // u-root command packages, e.g. "github.com/u-root/u-root/cmds/core/ls"
 	Files       []InitrdFile `toml:"file"`
 	Workload    *Workload    `toml:"workload"`
+	// Init is the Go package built as /init (default DefaultInit).
+	Init string `toml:"init"`
 }
 
 // InitrdFile is one extra file placed in the initramfs with an explicit mode.
@@ -66,6 +75,10 @@ type Workload struct {
 	Image string   `toml:"image"` // registry/repo@sha256:...
 	Args  []string `toml:"args"`
 	Env   []string `toml:"env"`
+	// Config is the sha256:<hex> digest of the image's config blob. The
+	// workload PCR/RTMR prediction needs it (measure.PredictWorkload); the
+	// runner refuses an image whose config differs (mkcvm.config).
+	Config string `toml:"config"`
 }
 
 // Shape is one VM shape whose reference values are computed.

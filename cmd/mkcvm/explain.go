@@ -1,0 +1,105 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/mkcvm/mkcvm/builder"
+	"github.com/mkcvm/mkcvm/manifest"
+	"github.com/mkcvm/mkcvm/measure"
+	"github.com/spf13/cobra"
+)
+
+func init() { addCommand(newExplainCmd) }
+
+func newExplainCmd() *cobra.Command {
+	var f tpmInputFlags
+	var manifestPath, shape, pcrsPath, bank string
+	cmd := &cobra.Command{
+		Use:   "explain EVENTLOG [--kernel K ... | --manifest M] [--pcrs FILE]",
+		Short: "Explain a TPM event log event by event against the prediction",
+		Long: `Reads a binary TCG event log (binary_bios_measurements) and compares it event by
+event with the prediction from the same inputs as 'mkcvm measure tpm', or with
+the event log of a TPM shape in a manifest (--manifest). For each event it
+prints PCR, type, digest and what it measures, marked match or differ; for a
+differing event it names the input it depends on and, where the log shows it,
+the value that input would need. --pcrs takes PCR values (tpm2_pcrread output,
+mkcvm-init's MKCVM-PCR lines or "PCR<n> <hex>" lines) to check the log's
+replay. Exits 0 only when everything matches, 1 otherwise.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			alg, err := measure.ParseHashAlg(bank)
+			if err != nil {
+				return err
+			}
+			raw, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			log, err := measure.ParseEventLog(args[0], raw)
+			if err != nil {
+				return err
+			}
+			p, err := explainPrediction(&f, manifestPath, shape, log)
+			if err != nil {
+				return err
+			}
+			var quoted map[measure.HashAlg]map[uint32][]byte
+			if pcrsPath != "" {
+				text, err := os.ReadFile(pcrsPath)
+				if err != nil {
+					return err
+				}
+				if quoted, err = measure.ParsePCRValues(pcrsPath, string(text), alg); err != nil {
+					return err
+				}
+			}
+			x := measure.Explain(p, log, quoted)
+			fmt.Fprint(cmd.OutOrStdout(), x.Text(alg))
+			if !x.AllMatch() {
+				return &ExitError{Code: 1, Err: errors.New("event log differs from the prediction")}
+			}
+			return nil
+		},
+	}
+	f.RegisterFlags(cmd.Flags(), true)
+	fl := cmd.Flags()
+	fl.StringVar(&manifestPath, "manifest", "", "manifest.json whose TPM shape's event log is the reference (instead of the input flags)")
+	fl.StringVar(&shape, "shape", "", "with --manifest: the shape name (default: the only TPM shape)")
+	fl.StringVar(&pcrsPath, "pcrs", "", "PCR values read from the TPM (tpm2_pcrread output or PCR<n> <hex> lines)")
+	fl.StringVar(&bank, "bank", "sha256", "bank shown in the event table and for PCR lines without a bank")
+	return cmd
+}
+
+func explainPrediction(f *tpmInputFlags, manifestPath, shape string, log *measure.EventLog) (*measure.Prediction, error) {
+	if manifestPath == "" {
+		req, err := f.request()
+		if err != nil {
+			return nil, err
+		}
+		if req.Banks == nil && req.Profile == nil {
+			req.Banks = log.Algs()
+		}
+		return builder.PredictTPM(req)
+	}
+	raw, err := os.ReadFile(manifestPath)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manifest.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s: %w", manifestPath, err)
+	}
+	var found []*manifest.Shape
+	for i := range m.Shapes {
+		s := &m.Shapes[i]
+		if s.TPM != nil && (shape == "" || s.Name == shape) {
+			found = append(found, s)
+		}
+	}
+	if len(found) != 1 {
+		return nil, fmt.Errorf("manifest %s: %d TPM shapes match %q (name one with --shape)", manifestPath, len(found), shape)
+	}
+	return builder.PredictionFromManifest(found[0].TPM)
+}

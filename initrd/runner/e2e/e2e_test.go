@@ -1,0 +1,389 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/legacy/tpm2"
+
+	"github.com/mkcvm/mkcvm/builder"
+	"github.com/mkcvm/mkcvm/initrd/runner"
+	"github.com/mkcvm/mkcvm/initrd/runner/runnertest"
+	"github.com/mkcvm/mkcvm/internal/vmtest"
+	"github.com/mkcvm/mkcvm/measure"
+)
+
+// guestRegistry is where the guest reaches the test registry (guestfwd).
+const guestRegistry = "10.0.2.100"
+
+// helloNonce is the nonce the hello workload sends (runnertest/hello).
+const helloNonce = "6d6b63766d2d6532652d6e6f6e6365"
+
+// virtioModules are the Debian kernel's modules for virtio-net-pci, in
+// dependency order (their modinfo "depends=" fields).
+var virtioModules = []string{
+	"kernel/drivers/virtio/virtio.ko",
+	"kernel/drivers/virtio/virtio_ring.ko",
+	"kernel/drivers/virtio/virtio_pci_legacy_dev.ko",
+	"kernel/drivers/virtio/virtio_pci_modern_dev.ko",
+	"kernel/drivers/virtio/virtio_pci.ko",
+	"kernel/net/core/failover.ko",
+	"kernel/drivers/net/net_failover.ko",
+	"kernel/drivers/net/virtio_net.ko",
+}
+
+func repoDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..")
+}
+
+// debMember returns the sha256 and size of a member of a .deb, read with
+// dpkg-deb (independent of the builder's deb reader).
+func debMember(t *testing.T, deb, member string) (string, int) {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -xO "./$2"`, "sh", deb, member).Output()
+	if err != nil {
+		t.Fatalf("reading %s from %s: %v", member, deb, err)
+	}
+	h := sha256.Sum256(out)
+	return hex.EncodeToString(h[:]), len(out)
+}
+
+type recipeParams struct {
+	kernelDeb, kver string
+	image, config   string // workload image reference and config digest
+	args, env       []string
+	conf            string
+}
+
+// recipeText writes the e2e recipe: the default recipe's pinned kernel and
+// OVMF, the virtio modules, the runner as init and its config file, and the
+// workload reference the predictor reads.
+func recipeText(t *testing.T, p recipeParams) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `name = "runner-e2e"
+epoch = 1751414400
+cmdline = "console=ttyS0 panic=-1 mkcvm.net=dhcp"
+kernel = "kernel"
+
+[firmware]
+code = "ovmf-code"
+vars = "ovmf-vars"
+
+[inputs.ovmf-code]
+deb = "ovmf_2022.11-6+deb12u2_all.deb"
+path = "usr/share/OVMF/OVMF_CODE_4M.fd"
+sha256 = "b157d97b1f69729514feb7f201d2cbe4957f23ab77920e361fe9f822ba49ca4c"
+size = 3653632
+
+[inputs.ovmf-vars]
+deb = "ovmf_2022.11-6+deb12u2_all.deb"
+path = "usr/share/OVMF/OVMF_VARS_4M.fd"
+sha256 = "5d2ac383371b408398accee7ec27c8c09ea5b74a0de0ceea6513388b15be5d1e"
+size = 540672
+
+[inputs.kernel]
+deb = %q
+path = "boot/vmlinuz-%s"
+sha256 = "d8808aa4ca188560da1e6d749dcb930c87a5fd8b11ebff1f3fa6d728af35203d"
+size = 8222656
+`, filepath.Base(p.kernelDeb), p.kver)
+	for _, m := range virtioModules {
+		sum, size := debMember(t, p.kernelDeb, "lib/modules/"+p.kver+"/"+m)
+		fmt.Fprintf(&b, "\n[inputs.%s]\ndeb = %q\npath = %q\nsha256 = %q\nsize = %d\n",
+			strings.TrimSuffix(filepath.Base(m), ".ko"), filepath.Base(p.kernelDeb), "lib/modules/"+p.kver+"/"+m, sum, size)
+	}
+	fmt.Fprintf(&b, `
+[initrd]
+compression = "gzip"
+init = "github.com/mkcvm/mkcvm/cmd/mkcvm-runner"
+
+[[initrd.file]]
+path = "etc/mkcvm/runner.conf"
+contents = %q
+mode = "0444"
+`, p.conf)
+	for _, m := range virtioModules {
+		n := filepath.Base(m)
+		fmt.Fprintf(&b, "\n[[initrd.file]]\npath = \"lib/modules/%s\"\ninput = %q\nmode = \"0444\"\n", n, strings.TrimSuffix(n, ".ko"))
+	}
+	fmt.Fprintf(&b, "\n[initrd.workload]\nimage = %q\nconfig = %q\nargs = %s\nenv = %s\n", p.image, p.config, tomlList(p.args), tomlList(p.env))
+	b.WriteString(`
+[[shape]]
+name = "tpm-q35"
+platform = "tpm"
+vmm = "qemu"
+vmm_version = "7.2"
+machine = "q35"
+vcpus = 1
+memory_mib = 1024
+`)
+	return b.String()
+}
+
+func tomlList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// runnerConf is /etc/mkcvm/runner.conf for the workload.
+func runnerConf(image, config string, args, env []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mkcvm.image=%s\nmkcvm.config=%s\nmkcvm.insecure_registry=true\nmkcvm.tee=tpm\nmkcvm.on_exit=poweroff\nmkcvm.on_error=poweroff\n", image, config)
+	for _, m := range virtioModules {
+		fmt.Fprintf(&b, "mkcvm.module=/lib/modules/%s\n", filepath.Base(m))
+	}
+	for _, a := range args {
+		fmt.Fprintf(&b, "mkcvm.arg=%s\n", a)
+	}
+	for _, e := range env {
+		fmt.Fprintf(&b, "mkcvm.env=%s\n", e)
+	}
+	return b.String()
+}
+
+func TestE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots QEMU")
+	}
+	vmtest.Require(t)
+	kernelDeb := vmtest.DebianKernelDeb(t)
+	kver := "6.1.0-50-amd64"
+	if !strings.Contains(filepath.Base(kernelDeb), kver) {
+		t.Skipf("kernel deb %s is not the pinned %s", kernelDeb, kver)
+	}
+
+	// The registry on 127.0.0.1, holding the hello workload by digest. With
+	// tamper set it serves other bytes for the layer blob.
+	var blobs atomic.Int32
+	var tamper atomic.Bool
+	img := runnertest.HelloImage(t)
+	layers, _ := img.Layers()
+	layerDigest, _ := layers[0].Digest()
+	evil := runnertest.Tamper(layerDigest.String(), []byte("not the layer the manifest names"))
+	host := runnertest.Registry(t, func(h http.Handler) http.Handler {
+		bad := evil(h)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/blobs/") && r.Method == http.MethodGet {
+				blobs.Add(1)
+			}
+			if tamper.Load() {
+				bad.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	_, portStr, _ := net.SplitHostPort(host)
+	port, _ := strconv.Atoi(portStr)
+	ref, configDigest := runnertest.Push(t, host, "test/hello", img)
+	guestRef := guestRegistry + "/test/hello" + ref[strings.LastIndex(ref, "@"):]
+	args := []string{"--from", "the recipe"}
+	env := []string{"GREETING=hello-e2e"}
+
+	// The recipe and its build.
+	dir := t.TempDir()
+	text := recipeText(t, recipeParams{kernelDeb: kernelDeb, kver: kver, image: guestRef, config: configDigest, args: args, env: env,
+		conf: runnerConf(guestRef, configDigest, args, env)})
+	recipePath := filepath.Join(dir, "runner-e2e.toml")
+	if err := os.WriteFile(recipePath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, rtext, root, err := builder.LoadRecipe(recipePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	out := filepath.Join(dir, "out")
+	_, err = builder.Build(t.Context(), r, builder.BuildOptions{Out: out, RecipeText: rtext, ModuleDir: repoDir(),
+		Cache: &builder.Cache{Dir: filepath.Join(dir, "cache")},
+		Fetcher: builder.NewSourceFetcher(r, root, filepath.SplitList(os.Getenv("MKCVM_DEBDIR")))})
+	if err != nil {
+		t.Fatalf("building the recipe: %v", err)
+	}
+	initrdPath := filepath.Join(out, builder.InitrdName(r.Initrd.Compression))
+	st, err := os.Stat(initrdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("initrd %s: %d bytes (%.2f MiB compressed)", filepath.Base(initrdPath), st.Size(), float64(st.Size())/(1<<20))
+
+	// The predictor's value, from the recipe's workload reference alone.
+	wl := r.Initrd.Workload
+	_, predicted, err := measure.PredictWorkload(measure.WorkloadRef{Image: wl.Image, ConfigDigest: wl.Config, Args: wl.Args, Env: wl.Env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := vmtest.Options{
+		Code: filepath.Join(out, "OVMF_CODE.fd"), Vars: filepath.Join(out, "OVMF_VARS.fd"),
+		Kernel: filepath.Join(out, builder.KernelFile), Initrd: initrdPath, Append: r.Cmdline,
+		TPM: true, Net: []vmtest.Forward{{GuestAddr: guestRegistry + ":80", HostPort: port}},
+		Timeout: 8 * time.Minute,
+	}
+	t.Run("workload", func(t *testing.T) {
+		con := boot(t, opts)
+		checkConsole(t, con, predicted)
+		if blobs.Load() == 0 {
+			t.Error("the guest fetched no blob from the registry")
+		}
+	})
+	t.Run("wrong layer digest", func(t *testing.T) {
+		tamper.Store(true)
+		defer tamper.Store(false)
+		con := boot(t, opts)
+		if !strings.Contains(con, "outcome image-refused: layers: layer 0 ("+layerDigest.String()+"): digest mismatch") {
+			t.Errorf("console lacks the refusal of the tampered layer:\n%s", con)
+		}
+		if strings.Contains(con, "workload: ") || strings.Contains(con, "run     starting") {
+			t.Errorf("something of the workload ran:\n%s", con)
+		}
+	})
+}
+
+// boot runs the guest to power-off and returns its console (LF endings).
+func boot(t *testing.T, o vmtest.Options) string {
+	start := time.Now()
+	res, err := vmtest.Boot(t.Context(), t, o)
+	if res == nil {
+		t.Fatalf("boot: %v", err)
+	}
+	con := strings.ReplaceAll(res.Console, "\r\n", "\n")
+	// vmtest.Boot also parses mkcvm-init's records, which the runner does
+	// not print: only that parse error is expected.
+	if err != nil && !strings.Contains(err.Error(), "banner") {
+		t.Fatalf("boot: %v\nconsole:\n%s", err, con)
+	}
+	t.Logf("QEMU run (start to power-off, TCG): %s", time.Since(start).Round(time.Millisecond))
+	return con
+}
+
+var stampRE = regexp.MustCompile(`mkcvm-runner: \[\s*(\d+)\.(\d+)\] run\s+starting`)
+
+func checkConsole(t *testing.T, con string, predicted measure.WorkloadValues) {
+	t.Helper()
+	want := `workload: hello from the mkcvm workload: args=["--from" "the recipe"] greeting="hello-e2e" pid=1 uid=1000 host=mkcvm`
+	if !strings.Contains(con, want) {
+		t.Fatalf("console lacks the workload's line %q:\n%s", want, con)
+	}
+	if !strings.Contains(con, "outcome workload-exited code 3") {
+		t.Errorf("console lacks the exit outcome")
+	}
+	if m := stampRE.FindStringSubmatch(con); m != nil {
+		t.Logf("boot-to-workload (kernel start to workload start, CLOCK_BOOTTIME, QEMU TCG): %s.%ss", m[1], m[2])
+	}
+	ev := servedEvidence(t, con)
+	events, err := measure.ParseWorkloadLog("served workload log", ev.WorkloadLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := measure.ReplayWorkload(events)
+	if replay.PCRSHA256 != predicted.PCRSHA256 {
+		t.Errorf("replayed PCR %d %x != predicted %x", measure.WorkloadPCR, replay.PCRSHA256, predicted.PCRSHA256)
+	}
+	var tpmEv *runner.Evidence
+	for _, e := range ev.Evidence {
+		if e.Kind == "tpm" {
+			tpmEv = e
+		}
+	}
+	if tpmEv == nil {
+		t.Fatal("no TPM evidence served")
+	}
+	nonce, _ := hex.DecodeString(helloNonce)
+	b := measure.WorkloadBinding{Nonce: nonce, LogDigest: sha256.Sum256(ev.WorkloadLog), PublicKey: ev.PublicKey}
+	pcr15 := verifyQuote(t, tpmEv, b)
+	t.Logf("PCR %d: swtpm quote %x, replay %x, predicted %x", measure.WorkloadPCR, pcr15, replay.PCRSHA256, predicted.PCRSHA256)
+	if !bytes.Equal(pcr15, predicted.PCRSHA256[:]) {
+		t.Errorf("quoted PCR %d %x != predicted %x", measure.WorkloadPCR, pcr15, predicted.PCRSHA256)
+	}
+	if len(tpmEv.EventLog) == 0 {
+		t.Error("no firmware event log served")
+	}
+}
+
+// servedEvidence decodes the evidence the workload printed.
+func servedEvidence(t *testing.T, con string) *runner.EvidenceResponse {
+	t.Helper()
+	const pfx = "workload: "
+	i := strings.Index(con, pfx+"HELLO-EVIDENCE-BEGIN\n")
+	j := strings.Index(con, pfx+"HELLO-EVIDENCE-END\n")
+	if i < 0 || j < i {
+		t.Fatalf("console lacks the workload's evidence dump:\n%s", con)
+	}
+	var enc strings.Builder
+	for _, l := range strings.Split(con[i:j], "\n")[1:] {
+		enc.WriteString(strings.TrimPrefix(l, pfx))
+	}
+	raw, err := base64.StdEncoding.DecodeString(enc.String())
+	if err != nil {
+		t.Fatalf("decoding the evidence dump: %v", err)
+	}
+	var ev runner.EvidenceResponse
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatalf("decoding the evidence JSON: %v", err)
+	}
+	return &ev
+}
+
+// verifyQuote checks the TPM quote's signature with the served AK, its
+// qualifying data against the binding and the PCR digest against the served
+// PCRs, and returns PCR 15.
+func verifyQuote(t *testing.T, ev *runner.Evidence, b measure.WorkloadBinding) []byte {
+	t.Helper()
+	pub, err := tpm2.DecodePublic(ev.AKPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pub.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := tpm2.DecodeSignature(bytes.NewBuffer(ev.Signature))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qd := sha256.Sum256(ev.Quote)
+	if !ecdsa.Verify(key.(*ecdsa.PublicKey), qd[:], sig.ECC.R, sig.ECC.S) {
+		t.Fatal("TPM quote signature does not verify with the served AK")
+	}
+	att, err := tpm2.DecodeAttestationData(ev.Quote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := b.TPMNonce()
+	if !bytes.Equal(att.ExtraData, n[:]) {
+		t.Errorf("quote qualifying data %x does not bind nonce, log and key (%x)", att.ExtraData, n)
+	}
+	h := sha256.New()
+	var pcr15 []byte
+	for _, p := range ev.PCRs {
+		h.Write(p.Value)
+		if p.Index == measure.WorkloadPCR {
+			pcr15 = p.Value
+		}
+	}
+	if !bytes.Equal(h.Sum(nil), att.AttestedQuoteInfo.PCRDigest) {
+		t.Error("quoted PCR digest does not match the served PCR values")
+	}
+	return pcr15
+}
