@@ -21,11 +21,12 @@ import (
 // Disk geometry (UEFI 2.10 §5.3: GPT; 512-byte logical blocks).
 const (
 	diskSectorSize   = 512
-	espFirstLBA      = 2048 // 1 MiB aligned, as sgdisk/parted place the first partition
-	gptReservedLBAs  = 33   // backup partition array (32 LBAs of 128 entries) + backup header
-	minESPSizeMiB    = 34   // FAT32 needs >= 65525 clusters of 512 bytes (go-diskfs' size table)
-	fat32VolIDOffset = 0x43 // BS_VolID in the FAT32 boot sector (Microsoft FAT spec, "FAT32 BPB")
-	fat32BackupBoot  = 6    // BPB_BkBootSec as go-diskfs writes it
+	espFirstLBA      = 2048      // 1 MiB aligned, as sgdisk/parted place the first partition
+	gptReservedLBAs  = 33        // backup partition array (32 LBAs of 128 entries) + backup header
+	minESPSizeMiB    = 34        // FAT32 needs >= 65525 clusters of 512 bytes (go-diskfs' size table)
+	fat32VolIDOffset = 0x43      // BS_VolID in the FAT32 boot sector (Microsoft FAT spec, "FAT32 BPB")
+	fat32BackupBoot  = 6         // BPB_BkBootSec as go-diskfs writes it
+	fatEpoch         = 315532800 // 1980-01-01T00:00:00Z, the earliest FAT timestamp
 )
 
 // DiskLayout fixes every identifier and size of the disk image, so the
@@ -104,8 +105,8 @@ func (l DiskLayout) validate() error {
 	if len(l.VolumeLabel) > 11 {
 		return fmt.Errorf("disk volume_label %q: longer than 11 characters", l.VolumeLabel)
 	}
-	if l.Epoch < 315532800 { // 1980-01-01, the FAT epoch
-		return fmt.Errorf("epoch %d: FAT timestamps cannot encode dates before 1980-01-01 (315532800)", l.Epoch)
+	if l.Epoch < fatEpoch {
+		return fmt.Errorf("epoch %d: FAT timestamps cannot encode dates before 1980-01-01 (%d)", l.Epoch, fatEpoch)
 	}
 	return nil
 }

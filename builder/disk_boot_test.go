@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"maps"
-	"slices"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,8 +129,10 @@ func TestDiskSecureBootBoots(t *testing.T) {
 	if !res.Dump.Banner || !res.Dump.Done {
 		t.Fatalf("no complete mkcvm-init dump:\n%s", res.Console)
 	}
-	if res.Dump.Cmdline != f.in.Cmdline {
-		t.Errorf("booted cmdline %q, want the UKI's %q", res.Dump.Cmdline, f.in.Cmdline)
+	// The kernel's own banner line (init's MKCVM-CMDLINE record can be
+	// interleaved with kernel messages on the shared serial console).
+	if !strings.Contains(res.Console, "Kernel command line: "+f.in.Cmdline) {
+		t.Errorf("kernel did not boot with the UKI's command line %q", f.in.Cmdline)
 	}
 	if !strings.Contains(res.Console, "Secure boot enabled") {
 		t.Errorf("kernel did not report \"Secure boot enabled\":\n%s", res.Console)
@@ -204,7 +206,7 @@ func TestDiskOtherKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad.Vars = good.Vars
-	res, err := bootDisk(t, bad, 90*time.Second)
+	res, err := bootDisk(t, bad, 2*time.Minute)
 	if res == nil {
 		t.Fatalf("boot did not run: %v", err)
 	}

@@ -193,3 +193,27 @@ func (spec *DiskSpec) layout(ukiSize int, epoch int64) (DiskLayout, error) {
 	}
 	return l, nil
 }
+
+// UKIOptions are the inputs of a standalone UKI (mkcvm disk uki).
+type UKIOptions struct {
+	StubName         string // names the stub in errors
+	Stub, Kernel     []byte
+	Initrd           []byte // optional
+	Cmdline          string // optional
+	OSRelease, Uname string // .osrel (default "ID=mkcvm\n"), .uname (optional)
+	Signer           *SBSigner
+}
+
+// MakeUKI assembles (and, with a signer, signs) a UKI exactly as BuildDisk
+// does for the ESP.
+func MakeUKI(o UKIOptions) ([]byte, error) {
+	spec := &DiskSpec{OSRelease: o.OSRelease, Uname: o.Uname}
+	img, err := uki.Assemble(o.StubName, o.Stub, spec.sections(DiskInputs{Kernel: o.Kernel, Initrd: o.Initrd, Cmdline: o.Cmdline}))
+	if err != nil {
+		return nil, fmt.Errorf("assembling UKI: %w", err)
+	}
+	if o.Signer == nil {
+		return img, nil
+	}
+	return o.Signer.SignPE(img)
+}

@@ -165,8 +165,7 @@ func (f *SourceFetcher) debMember(ctx context.Context, in Input) ([]byte, error)
 		f.debs[in.Deb] = ms
 	}
 	b, ok := ms[strings.TrimPrefix(in.Path, "./")]
-	if !ok {
-		var err error
+	if !ok { // a member not listed in Wanted: one more pass
 		raw, where, err := f.readDeb(ctx, in.Deb)
 		if err != nil {
 			return nil, err

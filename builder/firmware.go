@@ -37,6 +37,9 @@ const DefaultFirmwareBuildRoot = "/tmp/mkcvm-edk2-build"
 type FirmwareOptions struct {
 	// SourceDir holds the pinned source package files (required).
 	SourceDir string
+	// Patches holds the contents of the recipe inputs named in
+	// FirmwareSource.Patches, already verified against their pins.
+	Patches map[string][]byte
 	// CacheDir receives built firmware, one directory per cache key
 	// (required).
 	CacheDir string
@@ -64,7 +67,8 @@ type FirmwareBuild struct {
 	Schema string         `json:"schema"`
 	Key    string         `json:"key"`
 	Source FirmwareSource `json:"source"`
-	// Patches are the debian/patches/series entries applied, in order.
+	// Patches are the debian/patches/series entries applied, in order,
+	// then the recipe's extra patches.
 	Patches []string `json:"patches"`
 	// GrubEFISHA256 is the sha256 of the generated grub.efi (AmdSevX64).
 	GrubEFISHA256 string `json:"grub_efi_sha256,omitempty"`
@@ -92,12 +96,23 @@ type FirmwareResult struct {
 
 // FirmwareKey is the cache key of a firmware build: the sha256 of the build
 // schema and the canonical JSON of every input (source digests, platform,
-// flags, toolchain versions, grub modules).
-func FirmwareKey(s *FirmwareSource) (string, error) {
+// flags, toolchain versions, grub modules) and the sha256 of each extra
+// patch, in order.
+func FirmwareKey(s *FirmwareSource, patches map[string][]byte) (string, error) {
+	var sums []string
+	for _, p := range s.Patches {
+		b, ok := patches[p]
+		if !ok {
+			return "", fmt.Errorf("firmware.source.patches: input %q not provided", p)
+		}
+		sum := sha256.Sum256(b)
+		sums = append(sums, hex.EncodeToString(sum[:]))
+	}
 	b, err := json.Marshal(struct {
-		Schema string          `json:"schema"`
-		Source *FirmwareSource `json:"source"`
-	}{FirmwareBuildSchema, s})
+		Schema  string          `json:"schema"`
+		Source  *FirmwareSource `json:"source"`
+		Patches []string        `json:"patch_sha256"`
+	}{FirmwareBuildSchema, s, sums})
 	if err != nil {
 		return "", fmt.Errorf("encoding firmware source: %w", err)
 	}
@@ -117,7 +132,7 @@ func BuildFirmware(ctx context.Context, s *FirmwareSource, opts FirmwareOptions)
 	if opts.SourceDir == "" || opts.CacheDir == "" {
 		return nil, errors.New("building firmware: SourceDir and CacheDir are required")
 	}
-	key, err := FirmwareKey(s)
+	key, err := FirmwareKey(s, opts.Patches)
 	if err != nil {
 		return nil, err
 	}
@@ -290,6 +305,19 @@ func (b *fwBuild) prepare(ctx context.Context) (*edk2Platform, error) {
 	if b.info.Patches, err = applyPatches(ctx, b.tree, b.env, b.logw); err != nil {
 		return nil, err
 	}
+	for i, name := range b.src.Patches {
+		p := filepath.Join(b.root, "patches", fmt.Sprintf("%02d-%s", i, name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, b.opts.Patches[name], 0o644); err != nil {
+			return nil, err
+		}
+		if err := applyPatch(ctx, b.tree, b.env, b.logw, p, "1"); err != nil {
+			return nil, fmt.Errorf("recipe patch input %q: %w", name, err)
+		}
+		b.info.Patches = append(b.info.Patches, "input:"+name)
+	}
 	plat, err := readPlatform(b.tree, b.src.Platform)
 	if err != nil {
 		return nil, err
@@ -457,4 +485,34 @@ func (b *fwBuild) store(plat *edk2Platform) (*FirmwareResult, error) {
 	}
 	b.log.Info("firmware built", "sha256", b.info.Output.SHA256, "cache", dst)
 	return &FirmwareResult{Path: filepath.Join(dst, b.src.Output), Build: b.info}, nil
+}
+
+// RecipeFirmware returns the firmware image of a recipe whose
+// [firmware.source] table builds it: it runs BuildFirmware (a cache hit
+// after the first time) and returns the image and its build record for
+// manifest.json. inputs are the recipe's resolved inputs (the patches).
+func RecipeFirmware(ctx context.Context, r *Recipe, inputs map[string][]byte, opts FirmwareOptions) ([]byte, *FirmwareBuild, error) {
+	if r.Firmware.Source == nil {
+		return nil, nil, errors.New("recipe has no [firmware.source] table")
+	}
+	opts.Patches = map[string][]byte{}
+	for _, p := range r.Firmware.Source.Patches {
+		b, ok := inputs[p]
+		if !ok {
+			return nil, nil, fmt.Errorf("firmware from source: patch input %q not resolved", p)
+		}
+		opts.Patches[p] = b
+	}
+	res, err := BuildFirmware(ctx, r.Firmware.Source, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("firmware from source: %w", err)
+	}
+	img, err := os.ReadFile(res.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sum := sha256.Sum256(img); hex.EncodeToString(sum[:]) != res.Build.Output.SHA256 {
+		return nil, nil, fmt.Errorf("firmware from source: %s changed after it was verified", res.Path)
+	}
+	return img, &res.Build, nil
 }

@@ -44,6 +44,10 @@ type FirmwareSource struct {
 	// that produces other bytes fails (the recipe then pins a reproducible
 	// result, not only its inputs).
 	OutputSHA256 string `toml:"output_sha256" json:"output_sha256,omitempty"`
+	// Patches name recipe inputs (file inputs, pinned by sha256 in
+	// [inputs]) applied after the Debian patch series, in order, with
+	// patch -p1.
+	Patches []string `toml:"patches" json:"patches,omitempty"`
 	// Tools pins the Debian packages of the build toolchain by version.
 	// The installed versions must match exactly.
 	Tools []ToolPackage `toml:"tool" json:"tools"`
@@ -88,6 +92,7 @@ var (
 	debVersionRE = regexp.MustCompile(`^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$`)
 	sha256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	fileNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.+~-]*$`)
+	patchInputRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 	platformRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*\.dsc$`)
 	defineRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(=[A-Za-z0-9_.:/+-]*)?$`)
 	grubModuleRE = regexp.MustCompile(`^[a-z0-9_]+$`)
@@ -107,6 +112,12 @@ func checkFirmwareSource(r *Recipe) []error {
 	var errs []error
 	if f := r.Firmware; f.Image != "" || f.Code != "" || f.Vars != "" {
 		errs = append(errs, &RecipeError{Where: "firmware", Field: "source", Reason: "excludes image, code and vars (the built image is the firmware)"})
+	}
+	for i, p := range s.Patches {
+		if in, ok := r.Inputs[p]; !ok || in.File == "" {
+			errs = append(errs, &RecipeError{Where: "firmware", Field: fmt.Sprintf("source.patches[%d]", i),
+				Reason: fmt.Sprintf("%q must name a file input (a patch in the recipe folder)", p)})
+		}
 	}
 	if err := s.Validate(); err != nil {
 		list := []error{err}
@@ -155,6 +166,11 @@ func (s *FirmwareSource) Validate() error {
 	}
 	if s.OutputSHA256 != "" && !sha256RE.MatchString(s.OutputSHA256) {
 		bad("output_sha256", "%q is not 64 lowercase hex digits", s.OutputSHA256)
+	}
+	for i, p := range s.Patches {
+		if !patchInputRE.MatchString(p) {
+			bad(fmt.Sprintf("patches[%d]", i), "%q is not an input name", p)
+		}
 	}
 	errs = append(errs, s.validateTools()...)
 	for i, m := range s.GrubModules {

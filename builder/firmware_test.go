@@ -209,6 +209,21 @@ func TestBuildFirmwareFake(t *testing.T) {
 		t.Errorf("second build: cached=%v path=%s output=%+v, want a cache hit of %s", second.Cached, second.Path, second.Build.Output, first.Path)
 	}
 
+	patched := *src
+	patched.Patches = []string{"extra"}
+	popts := opts
+	popts.Patches = map[string][]byte{"extra": []byte("--- a/payload.txt\n+++ b/payload.txt\n@@ -1 +1 @@\n-patched by debian\n+patched by the recipe\n")}
+	pres, err := BuildFirmware(t.Context(), &patched, popts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(pres.Path); !strings.Contains(string(got), "\npatched by the recipe\n") {
+		t.Errorf("recipe patch not applied after the series:\n%s", got)
+	}
+	if diff := cmp.Diff([]string{"fix-payload.patch", "input:extra"}, pres.Build.Patches); diff != "" {
+		t.Errorf("patches (-want +got):\n%s", diff)
+	}
+
 	other := *src
 	other.Defines = []string{"FD_SIZE_4MB"}
 	third, err := BuildFirmware(t.Context(), &other, opts)

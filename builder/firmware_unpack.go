@@ -307,12 +307,21 @@ func applyPatches(ctx context.Context, tree string, env []string, log io.Writer)
 	}
 	var names []string
 	for _, e := range entries {
-		cmd := buildCmd(ctx, tree, env, log, "patch", "-s", "-t", "-F", "0", "-N", "-u", "-V", "never", "-E",
-			"--no-backup-if-mismatch", "-r", "-", "-p"+e.Strip, "-i", filepath.Join("debian/patches", e.Name))
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("applying debian/patches/%s: %w", e.Name, err)
+		if err := applyPatch(ctx, tree, env, log, filepath.Join("debian/patches", e.Name), e.Strip); err != nil {
+			return nil, err
 		}
 		names = append(names, e.Name)
 	}
 	return names, nil
+}
+
+// applyPatch runs patch with the options dpkg-source uses: no fuzz, no
+// reversed patches, no backups, rejects discarded.
+func applyPatch(ctx context.Context, tree string, env []string, log io.Writer, file, strip string) error {
+	cmd := buildCmd(ctx, tree, env, log, "patch", "-s", "-t", "-F", "0", "-N", "-u", "-V", "never", "-E",
+		"--no-backup-if-mismatch", "-r", "-", "-p"+strip, "-i", file)
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("applying %s: %w", file, err)
+	}
+	return nil
 }

@@ -32,7 +32,10 @@ type LockOptions struct {
 
 // PinChange is one field of one input that Lock would change.
 type PinChange struct {
-	Input, Field, Old, New string
+	Input string `json:"input"`
+	Field string `json:"field"` // version, deb, sha256, size
+	Old   string `json:"old"`
+	New   string `json:"new"`
 }
 
 func (c PinChange) String() string {

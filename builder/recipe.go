@@ -20,6 +20,9 @@ type Recipe struct {
 	Kernel   string      `toml:"kernel"` // key of Inputs
 	Initrd   InitrdSpec  `toml:"initrd"`
 	Shapes   []Shape     `toml:"shape"`
+	// Disk, when set, asks for a GPT disk image with a (signed) UKI on its
+	// EFI system partition (builder/disk_recipe.go, docs/disk.md).
+	Disk *DiskSpec `toml:"disk"`
 }
 
 // FirmwareRef selects firmware inputs.

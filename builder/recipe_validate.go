@@ -13,27 +13,27 @@ import (
 )
 
 var (
-	nameRE       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	hexSHA256RE     = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	modeRE       = regexp.MustCompile(`^0?[0-7]{3,4}$`)
-	hexRE        = regexp.MustCompile(`^0x[0-9a-fA-F]{1,16}$`)
-	versionRE    = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,3}$`)
-	machineRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	vcpuTypeRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	debNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-	debVerRE = regexp.MustCompile(`^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$`)
-	goPackageRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)+$`)
-	digestRefRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9.:_/-]*@sha256:[0-9a-f]{64}$`)
-	layerRE      = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	envRE        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+	nameRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	hexSHA256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	modeRE      = regexp.MustCompile(`^0?[0-7]{3,4}$`)
+	hexRE       = regexp.MustCompile(`^0x[0-9a-fA-F]{1,16}$`)
+	versionRE   = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,3}$`)
+	machineRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	vcpuTypeRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	debNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	debVerRE    = regexp.MustCompile(`^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$`)
+	goPackageRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._~-]*(/[A-Za-z0-9._~-]+)+$`)
+	digestRefRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.:_/-]*@sha256:[0-9a-f]{64}$`)
+	layerRE     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	envRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 )
 
 // Enumerations accepted by the recipe validator.
 var (
-	ShapePlatforms   = []string{"sev", "seves", "snp", "tdx", "tpm"}
-	VMMs        = []string{"ec2", "gce", "qemu"}
-	PageOrders  = []string{"single", "two-pass"}
-	Compressors = []string{"gzip", "none", "zstd"}
+	ShapePlatforms = []string{"sev", "seves", "snp", "tdx", "tpm"}
+	VMMs           = []string{"ec2", "gce", "qemu"}
+	PageOrders     = []string{"single", "two-pass"}
+	Compressors    = []string{"gzip", "none", "zstd"}
 )
 
 // Hooks for recipe sections validated in other files of this package.

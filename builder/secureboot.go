@@ -16,6 +16,7 @@ import (
 	"github.com/foxboron/go-uefi/pkcs7"
 
 	"github.com/mkcvm/mkcvm/ovmf"
+	"github.com/mkcvm/mkcvm/uki"
 )
 
 // ErrKeyMismatch means a signing key is not the key of its certificate.
@@ -85,7 +86,11 @@ func (s *SBSigner) SignPE(image []byte) ([]byte, error) {
 	// go-uefi's own Verify cannot check attribute-less SignerInfos (it
 	// dereferences the missing attributes); tests verify with sbverify and
 	// osslsigncode instead.
-	return pe.Bytes(), nil
+	signed := pe.Bytes()
+	if err := uki.SetChecksum("signed image", signed); err != nil {
+		return nil, err
+	}
+	return signed, nil
 }
 
 // AuthenticodeSHA256 returns the Authenticode digest of a PE image as

@@ -21,6 +21,9 @@ type MeasureInputs struct {
 	Inputs map[string][]byte
 	// Workload is the recipe's workload reference, if any.
 	Workload *Workload
+	// Disk is the disk image built for the recipe's [disk] section (set by
+	// the disk artifact hook, builder/disk_build.go), or nil.
+	Disk *DiskArtifacts
 }
 
 // ValueFunc computes the reference values of one shape and stores them in

@@ -25,6 +25,7 @@ const noteNoKernelHashes = "the launch digest covers only the firmware: this fir
 // snpPrepared holds the hashed inputs of one MeasureInputs so that all
 // shapes of a build reuse them (inputs are hashed once, not per shape).
 type snpPrepared struct {
+	mu            sync.Mutex // guards the lazily built fields
 	in            *MeasureInputs
 	name          string
 	fw            []byte
@@ -67,6 +68,8 @@ func prepareSNP(in *MeasureInputs) (*snpPrepared, error) {
 }
 
 func (p *snpPrepared) snpLaunch() (*measure.SNPLaunch, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.snpFW == nil && p.snpErr == nil {
 		p.snpFW, p.snpErr = measure.NewSNPFirmware(p.name, p.fw, nil)
 	}
@@ -90,6 +93,8 @@ func (p *snpPrepared) snpLaunch() (*measure.SNPLaunch, bool, error) {
 }
 
 func (p *snpPrepared) sevLaunch() (*measure.SEVLaunch, bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.sevL == nil && p.sevErr == nil {
 		p.sevL, p.sevWithKernel, p.sevErr = p.newSEVLaunch()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/mkcvm/mkcvm/measure"
@@ -27,6 +28,8 @@ type TDXRequest struct {
 	Machine      string
 	ProfileName  string
 	Profile      []byte // captured CC event log (CCEL data), optional
+	// Workload is the container the runner starts (extends RTMR3), or nil.
+	Workload *Workload
 	// FirmwareMeasures and StubMeasures override detection ("" = detect,
 	// "yes", "no").
 	FirmwareMeasures, StubMeasures string
@@ -55,6 +58,9 @@ func MeasureTDX(req TDXRequest) (*TDXReport, error) {
 	}
 	if in.StubMeasures, err = yesNo("stub measures", req.StubMeasures); err != nil {
 		return nil, err
+	}
+	if w := req.Workload; w != nil {
+		in.Workload = &measure.WorkloadRef{Image: w.Image, ConfigDigest: w.Config, Args: w.Args, Env: w.Env}
 	}
 	if req.Kernel != nil && req.MemoryMiB <= 0 {
 		return nil, errors.New("TDX RTMRs need the guest memory size (memory_mib / --memory)")
@@ -113,9 +119,9 @@ func tdxValues(in *MeasureInputs, s Shape, out *manifest.Shape) error {
 	if s.VMM != "" && s.VMM != "qemu" {
 		return fmt.Errorf("vmm %q: only QEMU direct boot is modelled for TDX", s.VMM)
 	}
-	req := TDXRequest{FirmwareName: "firmware", Firmware: in.Firmware, PageOrder: s.PageOrder,
+	req := TDXRequest{FirmwareName: "firmware", Firmware: in.Firmware, PageOrder: tdxPageOrder(s),
 		KernelName: "kernel", Kernel: in.Kernel, Initrd: in.Initrd, Cmdline: in.Cmdline,
-		MemoryMiB: s.MemoryMiB, VCPUs: s.VCPUs, Machine: s.Machine}
+		MemoryMiB: s.MemoryMiB, VCPUs: s.VCPUs, Machine: s.Machine, Workload: in.Workload}
 	if s.Profile != "" {
 		p, ok := in.Inputs[s.Profile]
 		if !ok {
@@ -188,4 +194,17 @@ func tdxResultFromManifest(v *manifest.TDXValues) (*measure.TDXResult, error) {
 		r.Events = append(r.Events, measure.CCEvent{MRIndex: uint32(e.PCR), Type: t, Digest: [measure.RTMRSize]byte(d), Description: e.Description})
 	}
 	return r, nil
+}
+
+// tdxPageOrder is the shape's page_order, or when it has none the order
+// its QEMU version uses: two-pass for QEMU 8.x (the pre-upstream TDX
+// patches; dstack-mr's versioned default), single otherwise.
+func tdxPageOrder(s Shape) string {
+	if s.PageOrder != "" {
+		return s.PageOrder
+	}
+	if (s.VMM == "" || s.VMM == "qemu") && strings.HasPrefix(s.VMMVersion, "8.") {
+		return string(measure.PageOrderTwoPass)
+	}
+	return string(measure.PageOrderSingle)
 }

@@ -23,13 +23,15 @@ func TestTDXShapeValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		order, wantOrder, mrtd string
+		order, qemu, wantOrder, mrtd string
 	}{
-		{"", "single", tdxSynthASingle},
-		{"single", "single", tdxSynthASingle},
-		{"two-pass", "two-pass", tdxSynthATwoPass},
+		{"", "", "single", tdxSynthASingle},
+		{"", "9.2", "single", tdxSynthASingle},
+		{"", "8.2", "two-pass", tdxSynthATwoPass},
+		{"single", "8.2", "single", tdxSynthASingle},
+		{"two-pass", "", "two-pass", tdxSynthATwoPass},
 	} {
-		s := Shape{Name: "tdx", Platform: "tdx", VMM: "qemu", Machine: "q35", VCPUs: 1, MemoryMiB: 1024, PageOrder: tc.order}
+		s := Shape{Name: "tdx", Platform: "tdx", VMM: "qemu", VMMVersion: tc.qemu, Machine: "q35", VCPUs: 1, MemoryMiB: 1024, PageOrder: tc.order}
 		out, err := ComputeShape(&MeasureInputs{Firmware: img}, s)
 		if err != nil {
 			t.Fatal(err)
@@ -107,5 +109,24 @@ func TestExplainTDX(t *testing.T) {
 	}
 	if _, err := ExplainTDX(&out, "CCEL", ccel[:40], nil); err == nil || !strings.Contains(err.Error(), "CCEL: offset 0x") {
 		t.Errorf("truncated log: %v", err)
+	}
+}
+
+func TestTDXShapeWorkload(t *testing.T) {
+	img, _, err := ovmftest.TDXFirmware(ovmftest.TDXSynthCases()[0].Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &Workload{Image: "registry.example/app@sha256:" + strings.Repeat("ab", 32), Config: "sha256:" + strings.Repeat("cd", 32)}
+	out, err := ComputeShape(&MeasureInputs{Firmware: img, Workload: w}, Shape{Name: "tdx", Platform: "tdx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, err := measure.PredictWorkload(measure.WorkloadRef{Image: w.Image, ConfigDigest: w.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.TDX.RTMRBasis[3] != "predicted" || out.TDX.RTMR[3] != hex.EncodeToString(v.RTMR[:]) {
+		t.Errorf("RTMR3 %q (%s), want the runner's %x", out.TDX.RTMR[3], out.TDX.RTMRBasis[3], v.RTMR)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/mkcvm/mkcvm/manifest"
@@ -106,15 +107,18 @@ func TPMValues(p *measure.Prediction) *manifest.TPMValues {
 }
 
 // ManifestEvents returns the predicted events in readable form; Index
-// follows the event log's numbering (Spec ID event = 0).
+// follows the event log's numbering (Spec ID event = 0). An event that
+// needs a captured profile is listed without digests.
 func ManifestEvents(p *measure.Prediction) []manifest.Event {
 	var out []manifest.Event
 	for _, e := range p.Events {
-		if e.Source == measure.SourceUnknown {
-			continue
-		}
 		me := manifest.Event{Index: len(out) + 1, PCR: int(e.PCR), Type: e.Type.String(),
 			Digests: map[string]string{}, Description: e.Description, Data: hex.EncodeToString(e.Data)}
+		if e.Source == measure.SourceUnknown {
+			// Expected but not predictable without a profile: recorded
+			// without digests, so explain shows it as unchecked.
+			me.Description += " [not pinned: depends on " + strings.Join(e.DependsOn, ", ") + "]"
+		}
 		for _, d := range e.Digests {
 			me.Digests[d.Alg.String()] = hex.EncodeToString(d.Value)
 		}
@@ -150,7 +154,9 @@ func PredictionFromManifest(v *manifest.TPMValues) (*measure.Prediction, error) 
 			}
 			e.Digests = append(e.Digests, measure.Digest{Alg: a, Value: d})
 		}
-		if i == 0 {
+		if len(algs) == 0 {
+			e.Source = measure.SourceUnknown
+		} else if p.Algs == nil {
 			p.Algs = algs
 		}
 		p.Events = append(p.Events, e)

@@ -48,7 +48,10 @@ type GoBuild struct {
 	CacheDir  string   // compiled-binary cache; "" disables caching
 	Init      string   // package built as /init
 	Commands  []string // packages built as /bin/<base>
-	Logger    *slog.Logger
+	// Offline forbids module downloads (GOPROXY=off): everything must
+	// already be in the module cache.
+	Offline bool
+	Logger  *slog.Logger
 }
 
 // GoBinary is one compiled program and where it goes in the image.
@@ -174,6 +177,9 @@ func (g GoBuild) environ(ctx context.Context, goCmd string) ([]string, string, e
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	if t := os.Getenv("TMPDIR"); t != "" {
 		env = append(env, "TMPDIR="+t)
+	}
+	if g.Offline {
+		vals["GOPROXY"] = "off"
 	}
 	for _, k := range hostVars {
 		if vals[k] != "" {

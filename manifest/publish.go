@@ -61,9 +61,9 @@ type rawImage struct {
 	layers   map[v1.Hash]partial.CompressedLayer
 }
 
-func (i *rawImage) RawConfigFile() ([]byte, error)       { return emptyConfig, nil }
-func (i *rawImage) MediaType() (types.MediaType, error)  { return types.OCIManifestSchema1, nil }
-func (i *rawImage) RawManifest() ([]byte, error)         { return i.manifest, nil }
+func (i *rawImage) RawConfigFile() ([]byte, error)      { return emptyConfig, nil }
+func (i *rawImage) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+func (i *rawImage) RawManifest() ([]byte, error)        { return i.manifest, nil }
 func (i *rawImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	if l, ok := i.layers[h]; ok {
 		return l, nil
@@ -84,8 +84,10 @@ func (l *bytesLayer) Digest() (v1.Hash, error) {
 	h, _, err := v1.SHA256(bytes.NewReader(l.b))
 	return h, err
 }
-func (l *bytesLayer) Compressed() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(l.b)), nil }
-func (l *bytesLayer) Size() (int64, error)               { return int64(len(l.b)), nil }
+func (l *bytesLayer) Compressed() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(l.b)), nil
+}
+func (l *bytesLayer) Size() (int64, error)                { return int64(len(l.b)), nil }
 func (l *bytesLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
 
 // fileLayer streams an artifact file whose digest the manifest pins; the
@@ -95,9 +97,9 @@ type fileLayer struct {
 	a    Artifact
 }
 
-func (l *fileLayer) Digest() (v1.Hash, error)           { return v1.NewHash("sha256:" + l.a.SHA256) }
-func (l *fileLayer) Compressed() (io.ReadCloser, error) { return l.fsys.Open(l.a.Name) }
-func (l *fileLayer) Size() (int64, error)               { return l.a.Size, nil }
+func (l *fileLayer) Digest() (v1.Hash, error)            { return v1.NewHash("sha256:" + l.a.SHA256) }
+func (l *fileLayer) Compressed() (io.ReadCloser, error)  { return l.fsys.Open(l.a.Name) }
+func (l *fileLayer) Size() (int64, error)                { return l.a.Size, nil }
 func (l *fileLayer) MediaType() (types.MediaType, error) { return LayerMediaType(l.a.Role), nil }
 
 // Publish checks the artifacts in src against the signed manifest, pushes

@@ -65,7 +65,7 @@ func (k *fileKeypair) GetHint() []byte {
 	return []byte(base64.StdEncoding.EncodeToString(s[:]))
 }
 
-func (k *fileKeypair) GetKeyAlgorithm() string         { return "ECDSA" }
+func (k *fileKeypair) GetKeyAlgorithm() string        { return "ECDSA" }
 func (k *fileKeypair) GetPublicKey() crypto.PublicKey { return &k.key.PublicKey }
 
 func (k *fileKeypair) GetPublicKeyPem() (string, error) {

@@ -61,7 +61,7 @@ func ExplainCCEL(l *EventLog, pred *TDXResult) (*CCELExplanation, error) {
 		}
 		row := CCELRow{Index: i + 1, MRIndex: e.PCR, Type: e.Type, Digest: e.Digest(AlgSHA384), What: describeCCEvent(e)}
 		r := RTMRIndex(e.PCR)
-		if pred != nil && r >= 0 && pred.Basis[r] != RTMRNotPinned {
+		if r >= 0 && x.comparable(r) {
 			if p := pos[r]; p < len(want[r]) {
 				w := want[r][p]
 				row.Status, row.Expected = "differs", w.Digest[:]
@@ -76,7 +76,7 @@ func ExplainCCEL(l *EventLog, pred *TDXResult) (*CCELExplanation, error) {
 		x.Rows = append(x.Rows, row)
 	}
 	for r := range NumRTMRs {
-		if pred == nil || pred.Basis[r] == RTMRNotPinned {
+		if !x.comparable(r) {
 			continue
 		}
 		for _, w := range want[r][min(pos[r], len(want[r])):] {
@@ -97,12 +97,32 @@ func (x *CCELExplanation) Mismatches() int {
 	}
 	if p := x.Predicted; p != nil && p.Boot {
 		for i := range NumRTMRs {
-			if p.Basis[i] != RTMRNotPinned && p.RTMR[i] != x.Replayed[i] {
+			if x.comparable(i) && p.RTMR[i] != x.Replayed[i] {
 				n++
 			}
 		}
 	}
 	return n
+}
+
+// comparable reports whether RTMR i's predicted value can be checked
+// against the CC event log's replay: it is pinned, and it is not made of
+// events outside the CC event log (the runner's RTMR3 workload events,
+// predicted as a value without CC events).
+func (x *CCELExplanation) comparable(i int) bool {
+	p := x.Predicted
+	if p == nil || p.Basis[i] == RTMRNotPinned {
+		return false
+	}
+	if p.RTMR[i] == ([RTMRSize]byte{}) {
+		return true
+	}
+	for _, e := range p.Events {
+		if RTMRIndex(e.MRIndex) == i {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteText prints the explanation, one event per line, then the RTMRs.
@@ -140,6 +160,8 @@ func (x *CCELExplanation) WriteText(w io.Writer) error {
 			switch {
 			case p.Basis[i] == RTMRNotPinned:
 				b.WriteString("  (not pinned)")
+			case !x.comparable(i):
+				b.WriteString("  (predicted value comes from events outside the CC event log, e.g. the runner's workload log)")
 			case p.RTMR[i] == x.Replayed[i]:
 				fmt.Fprintf(&b, "  matches %s value", p.Basis[i])
 			default:

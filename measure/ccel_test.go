@@ -108,7 +108,7 @@ func TestExplainCCELMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := out.String()
-	for _, s := range []string{`"Calling EFI Application from Boot Option"  [differs, predicted 77a0dab2`, "[unexpected]", "[missing, predicted", "RTMR1 replay", "DIFFERS from predicted", "RTMR0 replay", "(not pinned)", "firmware blob \"CFV\""} {
+	for _, s := range []string{`"Calling EFI Application from Boot Option"  [differs, predicted 77a0dab2`, "[unexpected]", "[missing, predicted", "RTMR1 replay", "DIFFERS from predicted", "RTMR0 replay", "(not pinned)", `firmware blob "Fv(XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)"`} {
 		if !strings.Contains(text, s) {
 			t.Errorf("explanation lacks %q:\n%s", s, text)
 		}
@@ -171,6 +171,11 @@ func TestTDXProfile(t *testing.T) {
 	if r.RTMR[0] != want {
 		t.Errorf("RTMR0 = %x, want %x", r.RTMR[0], want)
 	}
+	in.FirmwareMeasures = boolp(false)
+	if _, err := measure.TDX(in); err == nil || !strings.Contains(err.Error(), "no CC measurement driver") {
+		t.Errorf("profile with a non-measuring firmware: %v", err)
+	}
+	in.FirmwareMeasures = boolp(true)
 	in.Profile = mk([]byte("other vars"))
 	if _, err := measure.TDX(in); err == nil || !strings.Contains(err.Error(), "captured with other firmware") {
 		t.Errorf("mismatching CFV: %v", err)
@@ -333,4 +338,25 @@ func FuzzParseCCELTable(f *testing.F) {
 			t.Fatalf("round trip differs: %v", err)
 		}
 	})
+}
+
+// TestExplainCCELWorkloadRTMR: a predicted RTMR3 made of the runner's
+// workload events (not in the CC event log) is not compared with the CCEL
+// replay.
+func TestExplainCCELWorkloadRTMR(t *testing.T) {
+	l, err := measure.ParseCCEL("CCEL", syntheticCCEL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred := &measure.TDXResult{Boot: true, Basis: [4]measure.RTMRBasis{"not-pinned", "not-pinned", "not-pinned", "predicted"}}
+	pred.RTMR[3][0] = 1
+	x, err := measure.ExplainCCEL(l, pred)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	x.WriteText(&out)
+	if x.Mismatches() != 0 || !strings.Contains(out.String(), "outside the CC event log") {
+		t.Errorf("Mismatches = %d:\n%s", x.Mismatches(), out.String())
+	}
 }

@@ -81,7 +81,7 @@ func TestQEMUPatchKernelFields(t *testing.T) {
 		// QEMU 7.2 x86_load_linux: initrd_max = below_4g - acpi_data_size - 1
 		// (the kernel sets XLF_CAN_BE_LOADED_ABOVE_4G), initrd_addr =
 		// (initrd_max - size) & ~4095.
-		{"initrd", QEMULinuxLoad{Cmdline: "x", Initrd: true, InitrdSize: 0x1234, BelowFourG: below}, 0xffff, uint32((0x40000000-0x28000-1-0x1234)&^4095), 0x1234},
+		{"initrd", QEMULinuxLoad{Cmdline: "x", Initrd: true, InitrdSize: 0x1234, BelowFourG: below}, 0xffff, uint32((0x40000000 - 0x28000 - 1 - 0x1234) &^ 4095), 0x1234},
 		{"no initrd", QEMULinuxLoad{Cmdline: "x", BelowFourG: below}, 0xffff, 0, 0},
 		{"vga=normal", QEMULinuxLoad{Cmdline: "a vga=normal", BelowFourG: below}, 0xffff, 0, 0},
 		{"vga=ext", QEMULinuxLoad{Cmdline: "vga=ext", BelowFourG: below}, 0xfffe, 0, 0},
@@ -145,4 +145,20 @@ func TestQEMUPatchKernelErrors(t *testing.T) {
 	if _, err := QEMUPatchKernel("k", make([]byte, 4096), QEMULinuxLoad{BelowFourG: 1 << 30}); err == nil || !strings.Contains(err.Error(), "offset 0x202: header") {
 		t.Errorf("no HdrS: %v", err)
 	}
+}
+
+func FuzzQEMUPatchKernel(f *testing.F) {
+	seed := make([]byte, 0x1000)
+	copy(seed[0x202:], "HdrS")
+	seed[0x206], seed[0x207], seed[0x211], seed[0x1f1] = 0x0f, 0x02, 1, 3
+	f.Add(seed, "vga=0x317", int64(100))
+	f.Fuzz(func(t *testing.T, k []byte, cmdline string, initrd int64) {
+		if len(k) > 1<<16 {
+			return
+		}
+		out, err := QEMUPatchKernel("fuzz", k, QEMULinuxLoad{Cmdline: cmdline, Initrd: initrd >= 0, InitrdSize: initrd, BelowFourG: 1 << 30})
+		if err == nil && len(out) != len(k) {
+			t.Fatalf("patched image is %d bytes, input %d", len(out), len(k))
+		}
+	})
 }

@@ -157,7 +157,7 @@ func alignEvents(pred []PredictedEvent, act []Event) []pair {
 				ai = append(ai, i)
 			}
 		}
-		m := lcs(len(pi), len(ai), func(i, j int) bool { return pred[pi[i]].Type == act[ai[j]].Type })
+		m := lcs(len(pi), len(ai), func(i, j int) bool { return sameKind(&pred[pi[i]].Event, &act[ai[j]]) })
 		anchor := -1
 		j := 0
 		for i := range pi {
@@ -191,6 +191,26 @@ func alignEvents(pred []PredictedEvent, act []Event) []pair {
 		emitMissing(i)
 	}
 	return out
+}
+
+// sameKind reports whether two events are the same kind of measurement, for
+// pairing: same type, and for tagged events the same tag, for variable
+// events the same variable, for actions the same string.
+func sameKind(a, b *Event) bool {
+	if a.Type != b.Type {
+		return false
+	}
+	switch a.Type {
+	case EvEventTag:
+		return len(a.Data) >= 4 && len(b.Data) >= 4 && bytes.Equal(a.Data[:4], b.Data[:4])
+	case EvEFIVariableDriverConfig, EvEFIVariableBoot, EvEFIVariableBoot2, EvEFIVariableAuthority:
+		va, okA := parseVariableData(a.Data)
+		vb, okB := parseVariableData(b.Data)
+		return okA && okB && va.Vendor == vb.Vendor && va.Name == vb.Name
+	case EvEFIAction, EvAction:
+		return bytes.Equal(a.Data, b.Data)
+	}
+	return true
 }
 
 func mapsKeys(m map[uint32]bool) func(func(uint32) bool) {
@@ -238,6 +258,9 @@ func lcs(n, m int, eq func(i, j int) bool) map[int]int {
 func missingHint(p *PredictedEvent) string {
 	if p.Type == EvEFIBootServicesApp && p.PCR == 4 {
 		return "the kernel image was not measured: OVMF loaded the kernel without a measurement, which happens when Secure Boot is enabled by keys in the VARS template and the kernel is not trusted by db (use a VARS template without Secure Boot keys, or sign the kernel)"
+	}
+	if p.Type == EvEventTag && len(p.Data) >= 4 && binary.LittleEndian.Uint32(p.Data) == LinuxEventLoadOptions {
+		return "the kernel's EFI stub measured no LoadOptions: OVMF started the kernel through its legacy EFI handover path, which it does when LoadImage refuses the kernel (Secure Boot), so the command line is not measured"
 	}
 	return "expected event absent; depends on " + strings.Join(p.DependsOn, ", ")
 }
@@ -297,7 +320,6 @@ func imageLength(d []byte) uint64 {
 	}
 	return binary.LittleEndian.Uint64(d[8:])
 }
-
 
 func explainPCRs(p *Prediction, actual *EventLog, quoted map[HashAlg]map[uint32][]byte) []PCRVerdict {
 	var out []PCRVerdict

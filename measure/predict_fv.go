@@ -28,18 +28,18 @@ import (
 // Section and file constants (PI Specification Volume 3, sections 2.1.4.1,
 // 2.2.3, 2.2.4, 3.2.1).
 const (
-	fvSignatureOffset     = 40 // "_FVH"
-	fvHeaderLengthOffset  = 48
-	fvLengthOffset        = 32
-	sizeofFFSHeader       = 24
-	sizeofFFSHeader2      = 32
-	ffsAttribLargeFile    = 0x01
-	sectionGUIDDefined    = 0x02
-	sectionFVImage        = 0x17
-	sizeofFFSSectionHeader   = 4
-	sizeofFFSSectionHeader2  = 8
-	sizeofGUIDDefinedHead = 20 // SectionDefinitionGuid + DataOffset + Attributes
-	ffsTypeFFSPad         = 0xf0
+	fvSignatureOffset       = 40 // "_FVH"
+	fvHeaderLengthOffset    = 48
+	fvLengthOffset          = 32
+	sizeofFFSHeader         = 24
+	sizeofFFSHeader2        = 32
+	ffsAttribLargeFile      = 0x01
+	sectionGUIDDefined      = 0x02
+	sectionFVImage          = 0x17
+	sizeofFFSSectionHeader  = 4
+	sizeofFFSSectionHeader2 = 8
+	sizeofGUIDDefinedHead   = 20 // SectionDefinitionGuid + DataOffset + Attributes
+	ffsTypeFFSPad           = 0xf0
 	// maxDecompressed bounds the LZMA output (OVMF's is ~13 MiB).
 	maxDecompressed = 64 << 20
 )

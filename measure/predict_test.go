@@ -318,3 +318,48 @@ func benchInitrd() []byte {
 	}
 	return b
 }
+
+// TestExplainSecureBootBoot explains a real boot with Debian's Secure Boot
+// OVMF (OVMF_CODE_4M.ms.fd, Microsoft keys in OVMF_VARS_4M.ms.fd) and the
+// Debian kernel, which db does not trust directly: OVMF started the kernel
+// without measuring it (testdata/provenance/tpm.md, boot "sb").
+func TestExplainSecureBootBoot(t *testing.T) {
+	code, err := os.ReadFile("/usr/share/OVMF/OVMF_CODE_4M.ms.fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	vars, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	fw, err := AnalyzeOVMF("OVMF_CODE_4M.ms.fd", code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const logName = "testdata/tpm/q35-1024m-1cpu-secureboot-ms.eventlog"
+	real, err := ParseEventLog(logName, readFixture(t, logName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := PredictDirectBoot(&DirectBoot{Firmware: fw, Vars: vars, Kernel: debianKernel(t), Initrd: make([]byte, 2673152),
+		Cmdline: "console=ttyS0 panic=-1", Machine: "q35", MemoryMiB: 1024, VCPUs: 1, Algs: real.Algs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := Explain(p, real, nil)
+	var missingKernel, missingOpts bool
+	for _, v := range x.Events {
+		if v.Verdict == VerdictMissing && v.Predicted.Type == EvEFIBootServicesApp {
+			missingKernel = strings.Contains(v.Hint, "Secure Boot")
+		}
+		if v.Verdict == VerdictMissing && v.Predicted.Type == EvEventTag && strings.Contains(v.Hint, "LoadOptions") {
+			missingOpts = true
+		}
+		if v.Actual != nil && v.Actual.PCR == 7 && v.Verdict != VerdictMatch {
+			t.Errorf("PCR7 event %d (%s) %s: the Secure Boot variables come from the VARS template", v.Index, DescribeEvent(v.Actual), v.Verdict)
+		}
+	}
+	if !missingKernel || !missingOpts || x.AllMatch() {
+		t.Errorf("missing kernel event flagged %v, missing LoadOptions flagged %v:\n%s", missingKernel, missingOpts, x.Text(AlgSHA256))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"unicode/utf16"
 
 	"github.com/mkcvm/mkcvm/ovmf"
@@ -109,12 +110,40 @@ func CFVEvent(fw []byte, md *ovmf.TDXMetadata) (CCEvent, bool, error) {
 	if end > uint64(len(fw)) {
 		return CCEvent{}, false, fmt.Errorf("CFV raw data 0x%x..0x%x past the 0x%x-byte image", cfv.DataOffset, end, len(fw))
 	}
-	// UEFI_PLATFORM_FIRMWARE_BLOB2: BlobDescriptionSize, "CFV", BlobBase, BlobLength.
-	data := append([]byte{3}, "CFV"...)
+	vol := fw[cfv.DataOffset:end]
+	// UEFI_PLATFORM_FIRMWARE_BLOB2 as TdxMeasurementHob.c logs it:
+	// BlobDescriptionSize (41), "Fv(<FvName>)" NUL-terminated, BlobBase,
+	// BlobLength.
+	desc := fvBlobDescription(vol)
+	data := append([]byte{byte(len(desc) + 1)}, desc...)
+	data = append(data, 0)
 	data = binary.LittleEndian.AppendUint64(data, cfv.MemoryAddress)
 	data = binary.LittleEndian.AppendUint64(data, uint64(cfv.RawDataSize))
-	return CCEvent{MRIndex: CCMRIndexRTMR0, Type: EvEFIPlatformFirmwareBlob2, Digest: sha384(fw[cfv.DataOffset:end]),
-		Data: data, Description: "CFV (configuration firmware volume, the VARS of the image)", Basis: RTMRPredicted}, true, nil
+	return CCEvent{MRIndex: CCMRIndexRTMR0, Type: EvEFIPlatformFirmwareBlob2, Digest: sha384(vol),
+		Data: data, Description: "CFV " + desc + " (configuration firmware volume: the VARS of the image)", Basis: RTMRPredicted}, true, nil
+}
+
+// fvBlobDescription returns edk2's description of a firmware volume blob:
+// "Fv(<FvName>)" when the volume has an extended header naming it, else
+// the template "Fv(XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)"
+// (OvmfPkg/IntelTdx/TdxHelperLib/TdxMeasurementHob.c, GetFvName; UEFI PI
+// volume 3, 3.2.1 EFI_FIRMWARE_VOLUME_HEADER.ExtHeaderOffset at 0x34,
+// 3.2.2 EFI_FIRMWARE_VOLUME_EXT_HEADER.FvName).
+func fvBlobDescription(vol []byte) string {
+	const (
+		fvSignatureOff = 40
+		fvExtHeaderOff = 52
+		sizeofExtHdr   = 20 // FvName + ExtHeaderSize
+	)
+	desc := "Fv(XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)"
+	if len(vol) < fvExtHeaderOff+2 || string(vol[fvSignatureOff:fvSignatureOff+4]) != "_FVH" {
+		return desc
+	}
+	ext := int(binary.LittleEndian.Uint16(vol[fvExtHeaderOff:]))
+	if ext == 0 || ext+sizeofExtHdr > len(vol) {
+		return desc
+	}
+	return "Fv(" + strings.ToUpper(ovmf.GUID(vol[ext:ext+ovmf.SizeofGUID]).String()) + ")"
 }
 
 // rtmr1Events predicts RTMR1 of a direct boot: the kernel image as OVMF

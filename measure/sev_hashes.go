@@ -41,7 +41,15 @@ type SEVHashes struct {
 // does: a missing initrd (nil) hashes like an empty one, and the command
 // line is hashed with its terminating NUL (a missing one is just "\x00").
 func NewSEVHashes(kernel, initrd []byte, cmdline string) SEVHashes {
-	h := SEVHashes{Kernel: sha256.Sum256(kernel), Initrd: sha256.Sum256(initrd)}
+	var h SEVHashes
+	// Kernel and initrd hash concurrently: one pass over each, in parallel.
+	done := make(chan struct{})
+	go func() {
+		h.Initrd = sha256.Sum256(initrd)
+		close(done)
+	}()
+	h.Kernel = sha256.Sum256(kernel)
+	<-done
 	c := sha256.New()
 	c.Write([]byte(cmdline))
 	c.Write([]byte{0})

@@ -141,7 +141,7 @@ func NewSNPLaunch(fw *SNPFirmware, h *SEVHashes) (*SNPLaunch, error) {
 		if fw.Metadata.Has(ovmf.SNPKernelHashes) {
 			what = "no SEV hash table address"
 		}
-		return nil, fmt.Errorf("%w: %s has %s, so the launch digest cannot cover the kernel, initrd and command line; use a firmware built for measured direct boot (OvmfPkg/AmdSev) or measure the firmware alone", ErrNoKernelHashes, fw.Name, what)
+		return nil, fmt.Errorf("%w: %s has %s, so the launch digest cannot cover the kernel, initrd and command line; use a firmware built for measured direct boot (OvmfPkg/AmdSev with kernel hashes), or measure the firmware alone", ErrNoKernelHashes, fw.Name, what)
 	}
 	l := &SNPLaunch{fw: fw, hashes: h, meta: map[VMMType]SNPDigest{}}
 	for _, v := range VMMTypes {

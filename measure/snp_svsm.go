@@ -134,3 +134,19 @@ func SVSMVMSAPage(rip uint64, vcpuSig uint32) []byte {
 	le.PutUint32(p[vmsaMXCSR:], 0x1f80)
 	return p
 }
+
+// SVSMVMSAPages returns the VMSA pages of an SVSM launch (one per vCPU, all
+// equal), for --dump-vmsa.
+func SVSMVMSAPages(svsmName string, svsm, ovmfImage []byte, varsSize, vcpus int, vcpuSig uint32) ([][]byte, error) {
+	_, entry, err := parseSVSM(svsmName, svsm)
+	if err != nil {
+		return nil, err
+	}
+	gpa := uint64(ovmf.FourGiB) - uint64(len(ovmfImage)) - uint64(varsSize) - uint64(len(svsm))
+	p := SVSMVMSAPage(gpa+uint64(entry), vcpuSig)
+	pages := make([][]byte, vcpus)
+	for i := range pages {
+		pages[i] = p
+	}
+	return pages, nil
+}

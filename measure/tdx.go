@@ -2,6 +2,7 @@ package measure
 
 import (
 	"bytes"
+	"crypto"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +48,10 @@ type TDXInputs struct {
 	// (kernel version >= 6.9), which measures the command line and initrd
 	// into RTMR2.
 	StubMeasures *bool
+	// Workload is the container the in-guest runner starts; it extends
+	// RTMR3 (WorkloadRTMR) with the workload events before it asks for a
+	// quote. nil: RTMR3 holds only what the boot extends (nothing).
+	Workload *WorkloadRef
 	// Profile is a CC event log captured from a real boot of the same
 	// firmware, QEMU version, machine and memory size; its RTMR0 events
 	// (TD HOB, ACPI tables, boot variables) are taken as given.
@@ -67,7 +72,10 @@ type TDXResult struct {
 	RTMR             [NumRTMRs][RTMRSize]byte
 	Basis            [NumRTMRs]RTMRBasis
 	Events           []CCEvent // in log order
-	Notes            []string
+	// WorkloadEvents are the runner's RTMR3 events (they go to the
+	// runner's own log, not to the CC event log).
+	WorkloadEvents []WorkloadEvent
+	Notes          []string
 }
 
 // MinCCStubKernel is the first Linux version whose EFI stub measures into
@@ -91,26 +99,47 @@ func TDX(in TDXInputs) (*TDXResult, error) {
 		return nil, err
 	}
 	r := &TDXResult{MRTD: mrtd, PageOrder: order, Metadata: md}
+	if err := r.boot(name, in); err != nil {
+		return nil, err
+	}
+	if in.Workload != nil {
+		ev, err := WorkloadEvents(*in.Workload)
+		if err != nil {
+			return nil, fmt.Errorf("TDX RTMR%d: %w", WorkloadRTMR, err)
+		}
+		r.WorkloadEvents = ev
+		for _, e := range ev {
+			r.RTMR[WorkloadRTMR] = [RTMRSize]byte(Extend(AlgSHA384, r.RTMR[WorkloadRTMR][:], e.Digest(crypto.SHA384)))
+		}
+		r.Basis[WorkloadRTMR] = RTMRPredicted
+		r.Notes = append(r.Notes, fmt.Sprintf("RTMR%d holds the %d workload events the runner extends before its quote (runner log, not the CC event log)", WorkloadRTMR, len(ev)))
+	}
+	return r, nil
+}
+
+// boot fills the RTMRs the boot extends (RTMR0-3 before the runner).
+func (r *TDXResult) boot(name string, in TDXInputs) error {
+	var err error
 	if in.Kernel == nil {
 		r.Basis = [NumRTMRs]RTMRBasis{RTMRNotPinned, RTMRNotPinned, RTMRNotPinned, RTMRNotPinned}
 		r.Notes = append(r.Notes, "no kernel given: RTMRs not computed")
-		return r, nil
+		return nil
 	}
 	r.Boot = true
 	if r.FirmwareMeasures, err = firmwareMeasures(name, in); err != nil {
-		return nil, err
+		return err
+	}
+	if !r.FirmwareMeasures && in.Profile != nil {
+		return fmt.Errorf("profile %s is a CC event log, but %s has no CC measurement driver (TdTcg2Dxe) to write one: the profile belongs to other firmware (override the detection if it is wrong)", in.ProfileName, name)
 	}
 	if !r.FirmwareMeasures {
 		// Nothing extends the RTMRs: they stay zero, and neither they nor
 		// MRTD cover the kernel, initrd or command line.
 		r.Basis = [NumRTMRs]RTMRBasis{RTMRPredicted, RTMRPredicted, RTMRPredicted, RTMRPredicted}
-		r.Notes = append(r.Notes, fmt.Sprintf("%s has no CC measurement driver (TdTcg2Dxe %s): nothing extends RTMR0-3, they stay zero, and no TDX register covers the kernel, initrd or command line", name, ovmf.TdTcg2DxeFileGUID))
-		return r, nil
+		r.Notes = append(r.Notes, fmt.Sprintf("%s has no CC measurement driver (TdTcg2Dxe %s): the firmware extends no RTMR, and no TDX register covers the kernel, initrd or command line", name, ovmf.TdTcg2DxeFileGUID))
+		return nil
 	}
-	if err := r.predictBoot(name, in); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return r.predictBoot(name, in)
 }
 
 // firmwareMeasures applies the override or detects TdTcg2Dxe.

@@ -193,3 +193,64 @@ func TestQEMULoadOptions(t *testing.T) {
 }
 
 func sha384Sum(b []byte) [48]byte { return sha512.Sum384(b) }
+
+// TestCFVEventData: the CFV event's data as edk2 logs it. The expected
+// bytes are event 2 of go-eventlog's cos-113-intel-tdx.bin (a real GCE TD,
+// whose 128 KiB CFV at 0xffe00000 is named 48DB5E17-…); the synthetic image
+// reproduces that layout.
+func TestCFVEventData(t *testing.T) {
+	img, md, err := ovmftest.TDXFirmware(ovmftest.TDXOptions{VarsSize: 0x20000, CodeSize: 0x1e0000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(img[40:], "_FVH")
+	img[52], img[53] = 0x48, 0 // ExtHeaderOffset
+	name, _ := hex.DecodeString("175edb487c702d4791cd1613e7ef51b0")
+	copy(img[0x48:], name)
+	e, ok, err := measure.CFVEvent(img, md)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	want := "2946762834384442354531372d373037432d343732442d393143442d31363133453745463531423029000000e0ff000000000000020000000000"
+	if got := hex.EncodeToString(e.Data); got != want {
+		t.Errorf("CFV event data\n got %s\nwant %s", got, want)
+	}
+	if e.Digest != sha384Sum(img[:0x20000]) {
+		t.Errorf("CFV digest %x", e.Digest)
+	}
+	// Without an extended header the description is edk2's template.
+	img[52] = 0
+	if e, _, _ = measure.CFVEvent(img, md); !strings.Contains(string(e.Data), "Fv(XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX)\x00") {
+		t.Errorf("template data %q", e.Data)
+	}
+}
+
+// TestTDXWorkloadRTMR3: the runner's workload events land in RTMR3 on top of
+// the boot; the value is the runner's own replay (measure.PredictWorkload,
+// the encoder the runner extends with).
+func TestTDXWorkloadRTMR3(t *testing.T) {
+	img, _, err := ovmftest.TDXFirmware(ovmftest.TDXSynthCases()[0].Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := measure.WorkloadRef{
+		Image:        "registry.example/app@sha256:" + strings.Repeat("ab", 32),
+		ConfigDigest: "sha256:" + strings.Repeat("cd", 32),
+		Args:         []string{"serve"},
+	}
+	r, err := measure.TDX(measure.TDXInputs{Firmware: img, Workload: &w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, err := measure.PredictWorkload(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RTMR[3] != v.RTMR || r.Basis[3] != measure.RTMRPredicted || len(r.WorkloadEvents) != 6 {
+		t.Errorf("RTMR3 %x (%s, %d events), runner replay %x", r.RTMR[3], r.Basis[3], len(r.WorkloadEvents), v.RTMR)
+	}
+	w.Image = "registry.example/app:latest"
+	if _, err := measure.TDX(measure.TDXInputs{Firmware: img, Workload: &w}); err == nil || !strings.Contains(err.Error(), "RTMR3") {
+		t.Errorf("tag without digest: %v", err)
+	}
+}

@@ -15,7 +15,7 @@ tdx-testdata:
 # test-tdx runs only the TDX tests.
 test-tdx: debs tdx-testdata
 	MKCVM_DEBDIR=$(DEBDIR) $(GO) test -count=1 ./ovmf/ ./measure/ ./builder/ ./cmd/mkcvm/ \
-	  -run 'TDX|CCEL|MRTD|PageOrder|BzImage|QEMULoadOptions|FFS'
+	  -run 'TDX|CCEL|MRTD|PageOrder|BzImage|QEMULoadOptions|FFS|CFV'
 
 # bench-tdx compares MRTD + RTMR prediction for the default recipe's inputs
 # with one SHA-384 pass over the same bytes (BenchmarkTDXSHA384Limit).

@@ -199,3 +199,20 @@ func FuzzParseFooterTable(f *testing.F) {
 }
 
 func concatBytes(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
+
+func FuzzParseGUID(f *testing.F) {
+	f.Add("96b582de-1fb2-45f7-baea-a366c55a082d")
+	f.Add("96b582de1fb245f7baeaa366c55a082d")
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := ovmf.ParseGUID(s)
+		if err != nil {
+			return
+		}
+		if !strings.EqualFold(g.String(), s) {
+			t.Fatalf("ParseGUID(%q).String() = %q", s, g.String())
+		}
+		if g2 := ovmf.MustParseGUID(g.String()); g2 != g {
+			t.Fatalf("round trip of %q differs", s)
+		}
+	})
+}

@@ -200,6 +200,9 @@ func (s SectionHeader) MarshalBinary() ([]byte, error) {
 	return h, nil
 }
 
+// SectionTableOffset is the file offset of the section table.
+func (p *PE) SectionTableOffset() int { return p.secTabOff }
+
 // Section returns the section header called name.
 func (p *PE) Section(name string) (SectionHeader, bool) {
 	for _, s := range p.Sections {
@@ -229,4 +232,17 @@ func Checksum(b []byte, checksumOff int) uint32 {
 	}
 	sum = (sum & 0xffff) + (sum >> 16)
 	return uint32(sum) + uint32(len(b))
+}
+
+// SetChecksum recomputes the optional header CheckSum of a PE32+ image in
+// place, e.g. after a signature was appended (the field is outside the
+// Authenticode hash, so the signature stays valid).
+func SetChecksum(input string, b []byte) error {
+	p, err := ParsePE(input, b)
+	if err != nil {
+		return err
+	}
+	off := p.optOff + optCheckSum
+	binary.LittleEndian.PutUint32(b[off:], Checksum(b, off))
+	return nil
 }

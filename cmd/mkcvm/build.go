@@ -116,11 +116,16 @@ func init() {
 				if err != nil {
 					return err
 				}
+				recipeDir, err := filepath.Abs(filepath.Dir(args[0]))
+				if err != nil {
+					return err
+				}
 				prog := newProgress(cmd.ErrOrStderr(), f.json)
 				defer prog.Wait()
 				res, err := builder.Build(cmd.Context(), env.recipe, builder.BuildOptions{
 					Out: out, RecipeText: env.text, ModuleDir: mod, Cache: env.cache, Offline: f.offline,
 					Fetcher: env.fetcher(), Progress: prog, Logger: logger(),
+					RecipeDir: recipeDir, DebDirs: env.debs,
 				})
 				if err != nil {
 					return err
@@ -137,7 +142,7 @@ func init() {
 }
 
 func printBuild(w io.Writer, res *builder.BuildResult, asJSON bool) error {
-	msum := hexSHA256(res.ManifestJSON)
+	msum := bundleHex(res.ManifestJSON)
 	if asJSON {
 		arts, err := json.Marshal(res.Manifest.Artifacts)
 		if err != nil {
@@ -220,6 +225,6 @@ func (t barTask) Done(err error) {
 	t.b.SetTotal(-1, true)
 }
 
-func hexSHA256(b []byte) string {
-	return strings.ToLower(fmt.Sprintf("%x", sha256Sum(b)))
+func bundleHex(b []byte) string {
+	return strings.ToLower(fmt.Sprintf("%x", bundleSum(b)))
 }

@@ -68,6 +68,18 @@ func runFirmwareBuild(cmd *cobra.Command, f *firmwareBuildFlags) error {
 	if err != nil {
 		return fmt.Errorf("recipe %q: %w", f.recipe, err)
 	}
+	var patches map[string][]byte
+	if len(src.Patches) > 0 { // patches are inputs of a full recipe
+		r, _, root, err := builder.LoadRecipe(f.recipe)
+		if err != nil {
+			return err
+		}
+		patches, err = builder.ReadPatchInputs(root, r)
+		root.Close()
+		if err != nil {
+			return err
+		}
+	}
 	if f.sourceDir == "" {
 		return errors.New("--source-dir (or MKCVM_SRCDIR) is required")
 	}
@@ -81,7 +93,7 @@ func runFirmwareBuild(cmd *cobra.Command, f *firmwareBuildFlags) error {
 			return err
 		}
 	}
-	opts := builder.FirmwareOptions{SourceDir: f.sourceDir, CacheDir: f.cacheDir, BuildRoot: f.buildRoot,
+	opts := builder.FirmwareOptions{SourceDir: f.sourceDir, Patches: patches, CacheDir: f.cacheDir, BuildRoot: f.buildRoot,
 		Jobs: f.jobs, Nice: f.nice, KeepBuildRoot: f.keep, Logger: logger()}
 	if f.showLog {
 		opts.Log = cmd.ErrOrStderr()

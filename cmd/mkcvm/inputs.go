@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -9,7 +10,17 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func sha256Sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+func bundleSum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// inputRow is one line of `mkcvm inputs --json`.
+type inputRow struct {
+	Name   string `json:"name"`
+	State  string `json:"state"` // cached, fetched, MISSING, BAD
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	Source string `json:"source"`
+	Error  string `json:"error,omitempty"`
+}
 
 func init() {
 	addCommand(func() *cobra.Command {
@@ -30,6 +41,7 @@ func init() {
 				})
 				prog.Wait()
 				out := cmd.OutOrStdout()
+				var rows []inputRow
 				for _, s := range sts {
 					state := "fetched"
 					switch {
@@ -40,7 +52,21 @@ func init() {
 					case s.Cached:
 						state = "cached"
 					}
-					fmt.Fprintf(out, "%-8s %-16s %s %d %s\n", state, s.Name, s.Input.SHA256, s.Input.Size, builder.SourceString(s.Input))
+					row := inputRow{Name: s.Name, State: state, SHA256: s.Input.SHA256, Size: s.Input.Size, Source: builder.SourceString(s.Input)}
+					if s.Err != nil {
+						row.Error = s.Err.Error()
+					}
+					rows = append(rows, row)
+					if !f.json {
+						fmt.Fprintf(out, "%-8s %-16s %s %d %s\n", state, s.Name, s.Input.SHA256, s.Input.Size, row.Source)
+					}
+				}
+				if f.json {
+					b, jerr := json.MarshalIndent(rows, "", "  ")
+					if jerr != nil {
+						return jerr
+					}
+					fmt.Fprintf(out, "%s\n", b)
 				}
 				if err != nil {
 					return &ExitError{Code: 1, Err: err}

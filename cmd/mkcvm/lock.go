@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -31,8 +32,16 @@ func init() {
 				}
 				defer os.RemoveAll(work)
 				cs, err := builder.Lock(cmd.Context(), env.recipe, builder.LockOptions{DebDirs: env.debs, Apt: apt, WorkDir: work, Root: env.root})
-				for _, c := range cs {
-					fmt.Fprintln(cmd.OutOrStdout(), c)
+				if f.json {
+					b, jerr := json.MarshalIndent(cs, "", "  ")
+					if jerr != nil {
+						return jerr
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+				} else {
+					for _, c := range cs {
+						fmt.Fprintln(cmd.OutOrStdout(), c)
+					}
 				}
 				if err != nil {
 					return err

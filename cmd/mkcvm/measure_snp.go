@@ -65,7 +65,7 @@ that need it, and so is a kernel the firmware cannot measure, unless
 	fl.StringVar(&f.guestFeatures, "guest-features", "0x1", "guest kernel features (SEV_FEATURES) expected, e.g. 0x1 or 0x21")
 	fl.StringVar(&f.outputFormat, "output-format", "hex", "measurement output format: hex or base64")
 	fl.StringVar(&f.ovmfHash, "snp-ovmf-hash", "", "precalculated hash of the OVMF binary (hex, from --mode snp:ovmf-hash)")
-	fl.BoolVar(&f.dumpVMSA, "dump-vmsa", false, "write measured VMSAs to vmsa<N>.bin (seves and snp modes only)")
+	fl.BoolVar(&f.dumpVMSA, "dump-vmsa", false, "write measured VMSAs to vmsa<N>.bin (seves, snp and snp:svsm modes only)")
 	fl.StringVar(&f.svsm, "svsm", "", "SVSM binary (snp:svsm mode)")
 	fl.IntVar(&f.varsSize, "vars-size", 0, "size of the OVMF_VARS file in bytes (snp:svsm mode)")
 	fl.StringVar(&f.varsFile, "vars-file", "", "OVMF_VARS file (snp:svsm mode)")
@@ -118,6 +118,8 @@ type snpRequest struct {
 	OVMF     []byte
 	OVMFHash *measure.SNPDigest
 	Hashes   *measure.SEVHashes
+	SVSM     []byte
+	VarsSize int
 	Inputs   snpInputs
 	Shapes   []snpShape
 }
@@ -133,6 +135,8 @@ type snpInputs struct {
 	InitrdSHA256  string   `json:"initrd_table_sha256,omitempty"`
 	CmdlineSHA256 string   `json:"cmdline_table_sha256,omitempty"`
 	FirmwareOnly  bool     `json:"firmware_only,omitempty"`
+	SVSM          *snpFile `json:"svsm,omitempty"`
+	VarsSize      int      `json:"vars_size,omitempty"`
 }
 
 type snpFile struct {
@@ -190,6 +194,11 @@ func (f *snpFlags) request() (*snpRequest, error) {
 	if err := f.readKernel(r); err != nil {
 		return nil, err
 	}
+	if f.mode == "snp:svsm" {
+		if err := f.readSVSM(r); err != nil {
+			return nil, err
+		}
+	}
 	if f.ovmfHash != "" {
 		b, err := hex.DecodeString(f.ovmfHash)
 		if err != nil || len(b) != measure.SizeofSNPDigest {
@@ -212,13 +221,40 @@ func (f *snpFlags) checkArgs() error {
 		return usageError("missing --vcpus N in guest mode '%s'", f.mode)
 	case f.ovmfHash != "" && f.mode != "snp":
 		return usageError("SNP OVMF hash only works with SNP")
-	case f.dumpVMSA && f.mode != "seves" && f.mode != "snp":
-		return usageError("--dump-vmsa is not available in the selected mode")
 	case f.dumpVMSA && f.matrix:
 		return usageError("--dump-vmsa takes one shape, not --matrix")
-	case f.mode == "snp:svsm":
-		return &ExitError{Code: 1, Err: errors.New("snp:svsm mode is not implemented in mkcvm yet")}
+	case f.dumpVMSA && f.mode != "seves" && f.mode != "snp" && f.mode != "snp:svsm":
+		return usageError("--dump-vmsa is not available in the selected mode")
+	case f.varsFile != "" && f.varsSize != 0:
+		return usageError("argument --vars-file: not allowed with argument --vars-size")
+	case f.mode == "snp:svsm" && f.varsFile == "" && f.varsSize == 0:
+		return usageError("snp:svsm mode requires --vars-size or --vars-file")
+	case f.mode == "snp:svsm" && f.svsm == "":
+		return usageError("snp:svsm mode requires --svsm")
+	case f.mode == "snp:svsm" && f.kernel != "":
+		return usageError("snp:svsm mode takes no --kernel")
 	}
+	return nil
+}
+
+// SVSMName is the SVSM path for error messages.
+func (r *snpRequest) SVSMName() string { return r.Inputs.SVSM.Path }
+
+// readSVSM reads the SVSM image and the variable store size.
+func (f *snpFlags) readSVSM(r *snpRequest) error {
+	sf, b, err := readSNPFile(f.svsm)
+	if err != nil {
+		return err
+	}
+	r.SVSM, r.Inputs.SVSM, r.VarsSize = b, &sf, f.varsSize
+	if f.varsFile != "" {
+		st, err := os.Stat(f.varsFile)
+		if err != nil {
+			return &ExitError{Code: 1, Err: err}
+		}
+		r.VarsSize = int(st.Size())
+	}
+	r.Inputs.VarsSize = r.VarsSize
 	return nil
 }
 
@@ -272,6 +308,9 @@ func (f *snpFlags) shapes() ([]snpShape, error) {
 		if err != nil {
 			return nil, usageError("unknown VMM type '%s'", vmmName)
 		}
+		if f.mode == "snp:svsm" && vmm != measure.VMMQEMU {
+			return nil, &ExitError{Code: 1, Err: errors.New("SVSM mode is only implemented for QEMU")}
+		}
 		for _, typ := range f.list(f.vcpuType) {
 			sig, sigText, err := f.signature(typ, vmm)
 			if err != nil {
@@ -285,9 +324,12 @@ func (f *snpFlags) shapes() ([]snpShape, error) {
 				for _, n := range vcpus {
 					s := snpShape{VCPUs: n, VCPUType: typ, VCPUSig: sigText, VMM: vmm.String(),
 						m: measure.SNPShape{VCPUs: n, VCPUSig: sig, VMM: vmm, GuestFeatures: gf}}
-					if f.mode == "snp" {
+					switch f.mode {
+					case "snp":
 						s.GuestFeatures = fmt.Sprintf("0x%x", gf)
-					} else {
+					case "snp:svsm": // the SVSM VMSA always has SEV_FEATURES 0x1
+						s.GuestFeatures, s.m.GuestFeatures = "0x1", 1
+					default:
 						s.m.GuestFeatures = 0
 					}
 					out = append(out, s)
@@ -304,9 +346,12 @@ func (f *snpFlags) vcpuCounts() ([]int, error) {
 	var out []int
 	for _, item := range f.list(f.vcpus) {
 		lo, hi, isRange := strings.Cut(item, "-")
+		if !f.matrix || lo == "" {
+			lo, hi, isRange = item, "", false
+		}
 		a, err := strconv.Atoi(strings.TrimSpace(lo))
 		b := a
-		if err == nil && isRange && f.matrix {
+		if err == nil && isRange {
 			b, err = strconv.Atoi(strings.TrimSpace(hi))
 		}
 		if err != nil || b < a {
@@ -359,6 +404,17 @@ func computeSNP(r *snpRequest) ([]snpResult, error) {
 	for i, s := range r.Shapes {
 		res[i].Shape = s
 	}
+	if r.Mode == "snp:svsm" {
+		for i, s := range r.Shapes {
+			d, err := measure.SNPSVSMLaunchDigest(measure.SVSMInputs{OVMFName: r.OVMFName, OVMF: r.OVMF, SVSMName: r.Inputs.SVSM.Path,
+				SVSM: r.SVSM, VarsSize: r.VarsSize, VCPUs: s.m.VCPUs, VCPUSig: s.m.VCPUSig})
+			if err != nil {
+				return nil, err
+			}
+			res[i].Digest = d[:]
+		}
+		return res, nil
+	}
 	if r.Mode == "snp" {
 		fw, err := measure.NewSNPFirmware(r.OVMFName, r.OVMF, r.OVMFHash)
 		if err != nil {
@@ -366,7 +422,7 @@ func computeSNP(r *snpRequest) ([]snpResult, error) {
 		}
 		l, err := measure.NewSNPLaunch(fw, r.Hashes)
 		if err != nil {
-			return nil, fmt.Errorf("%w (or pass --firmware-only)", err)
+			return nil, fmt.Errorf("%w (--firmware-only)", err)
 		}
 		ms := make([]measure.SNPShape, len(r.Shapes))
 		for i, s := range r.Shapes {
@@ -448,13 +504,20 @@ func printSNP(w io.Writer, f *snpFlags, r *snpRequest, res []snpResult) error {
 // dumpVMSAs writes the measured VMSA pages to vmsa<N>.bin, like
 // sev-snp-measure --dump-vmsa.
 func dumpVMSAs(r *snpRequest, s snpShape) error {
-	l, err := measure.NewSEVLaunch(r.OVMFName, r.OVMF, nil)
-	if err != nil {
-		return err
-	}
-	pages, err := l.VMSAPages(s.m.VCPUs, s.m.GuestFeatures, s.m.VCPUSig, s.m.VMM)
-	if err != nil {
-		return err
+	var pages [][]byte
+	if r.Mode == "snp:svsm" {
+		var err error
+		if pages, err = measure.SVSMVMSAPages(r.SVSMName(), r.SVSM, r.OVMF, r.VarsSize, s.m.VCPUs, s.m.VCPUSig); err != nil {
+			return err
+		}
+	} else {
+		l, err := measure.NewSEVLaunch(r.OVMFName, r.OVMF, nil)
+		if err != nil {
+			return err
+		}
+		if pages, err = l.VMSAPages(s.m.VCPUs, s.m.GuestFeatures, s.m.VCPUSig, s.m.VMM); err != nil {
+			return err
+		}
 	}
 	for i, p := range pages {
 		if err := os.WriteFile(fmt.Sprintf("vmsa%d.bin", i), p, 0o644); err != nil {

@@ -67,6 +67,7 @@ func newMeasureTPMCmd() *cobra.Command {
 	var f tpmInputFlags
 	var bank string
 	var asJSON bool
+	var writeLog string
 	cmd := &cobra.Command{
 		Use:   "tpm --kernel K [--initrd I --append S --memory M --vcpus N --profile P]",
 		Short: "Predict vTPM PCRs and the event log of a QEMU + OVMF direct boot",
@@ -93,7 +94,12 @@ are omitted and listed on stderr.`,
 				return fmt.Errorf("bank %s not in the prediction (banks of the profile's log)", alg)
 			}
 			for _, pcr := range p.NotPinnedPCRs() {
-				logger().Info("PCR not pinned", "pcr", pcr, "why", p.Why[pcr])
+				fmt.Fprintf(cmd.ErrOrStderr(), "PCR%d not pinned: %s\n", pcr, p.Why[pcr])
+			}
+			if writeLog != "" {
+				if err := writePredictedLog(p, writeLog); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				return writeTPMJSON(cmd, p, alg)
@@ -106,6 +112,7 @@ are omitted and listed on stderr.`,
 	}
 	f.RegisterFlags(cmd.Flags(), true)
 	cmd.Flags().StringVar(&bank, "bank", "sha256", "PCR bank: sha256 or sha384 (sha1, sha512 also work)")
+	cmd.Flags().StringVar(&writeLog, "write-log", "", "also write the predicted event log (TCG binary format, for tpm2_eventlog) to this file; needs --profile")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: pcrs {bank: {index: hex}}, basis, why, not_pinned, event_log")
 	return cmd
 }
@@ -117,6 +124,9 @@ type tpmJSON struct {
 	Why       map[string]string            `json:"why"`
 	NotPinned []int                        `json:"not_pinned"`
 	EventLog  []manifest.Event             `json:"event_log"`
+	// EventLogBinary is the predicted log in the TCG binary format
+	// (base64), present when every event is predicted.
+	EventLogBinary []byte `json:"event_log_binary,omitempty"`
 }
 
 func writeTPMJSON(cmd *cobra.Command, p *measure.Prediction, alg measure.HashAlg) error {
@@ -131,7 +141,24 @@ func writeTPMJSON(cmd *cobra.Command, p *measure.Prediction, alg measure.HashAlg
 	for _, pcr := range p.NotPinnedPCRs() {
 		out.NotPinned = append(out.NotPinned, int(pcr))
 	}
+	if l, err := p.Log(); err == nil {
+		if out.EventLogBinary, err = l.MarshalBinary(); err != nil {
+			return err
+		}
+	}
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)
+}
+
+func writePredictedLog(p *measure.Prediction, path string) error {
+	l, err := p.Log()
+	if err != nil {
+		return err
+	}
+	b, err := l.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

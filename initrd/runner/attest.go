@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -132,10 +131,8 @@ func (a *Attester) Serve(ctx context.Context, path string) (stop func(), err err
 		return nil, fmt.Errorf("attestation endpoint: %w", err)
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err // the workload sees connection errors; nothing else to do
-		}
-	}()
+	// Serve returns when stopped; per-connection errors reach the workload
+	// as failed requests.
+	go srv.Serve(l)
 	return func() { srv.Close() }, nil
 }

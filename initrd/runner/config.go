@@ -53,8 +53,8 @@ type Config struct {
 	KBS         string // kbs: key-broker URL; POSTed the evidence before the workload starts
 	KBSRequired bool   // kbs_required: refuse to start the workload if the key broker fails
 
-	OnExit  Action // on_exit: after the workload exits (default poweroff)
-	OnError Action // on_error: after a runner failure (default poweroff)
+	OnExit   Action // on_exit: after the workload exits (default poweroff)
+	OnError  Action // on_error: after a runner failure (default poweroff)
 	Hostname string // hostname: the workload's UTS hostname (default mkcvm)
 	MaxBytes int64  // max_bytes: extracted image size limit (default 1 GiB)
 }

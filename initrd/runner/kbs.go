@@ -80,7 +80,9 @@ func parseECDHPublic(der []byte) (*ecdh.PublicKey, error) {
 	switch k := p.(type) {
 	case *ecdh.PublicKey:
 		return k, nil
-	case interface{ ECDH() (*ecdh.PublicKey, error) }:
+	case interface {
+		ECDH() (*ecdh.PublicKey, error)
+	}:
 		return k.ECDH()
 	}
 	return nil, fmt.Errorf("public key is %T, want ECDH P-256", p)

@@ -382,4 +382,3 @@ func joinStrings(s []string) string {
 	}
 	return b.String()
 }
-

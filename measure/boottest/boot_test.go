@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
@@ -153,10 +152,10 @@ func TestDirectBootPrediction(t *testing.T) {
 	mkcvm := buildMkcvm(t)
 
 	type run struct {
-		shape          shape
+		shape           shape
 		initrd, cmdline string
-		pred           *measure.Prediction
-		dump           *vmtest.Dump
+		pred            *measure.Prediction
+		dump            *vmtest.Dump
 	}
 	runs := []*run{
 		{shape: shape{1024, 1}, initrd: initrdA, cmdline: "console=ttyS0 panic=-1"},
@@ -262,30 +261,12 @@ func checkRun(t *testing.T, p *measure.Prediction, d *vmtest.Dump) {
 	}
 }
 
-var (
-	mkcvmOnce sync.Once
-	mkcvmPath string
-	mkcvmErr  error
-)
-
-// buildMkcvm compiles the mkcvm CLI once.
+// buildMkcvm compiles the mkcvm CLI into the test's temp dir.
 func buildMkcvm(t *testing.T) string {
 	t.Helper()
-	mkcvmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mkcvm-boottest-")
-		if err != nil {
-			mkcvmErr = err
-			return
-		}
-		mkcvmPath = filepath.Join(dir, "mkcvm")
-		out, err := exec.Command("go", "build", "-o", mkcvmPath, "github.com/mkcvm/mkcvm/cmd/mkcvm").CombinedOutput()
-		if err != nil {
-			mkcvmErr = fmt.Errorf("go build mkcvm: %w\n%s", err, out)
-		}
-	})
-	if mkcvmErr != nil {
-		t.Fatal(mkcvmErr)
+	p := filepath.Join(t.TempDir(), "mkcvm")
+	if out, err := exec.Command("go", "build", "-o", p, "github.com/mkcvm/mkcvm/cmd/mkcvm").CombinedOutput(); err != nil {
+		t.Fatalf("go build mkcvm: %v\n%s", err, out)
 	}
-	t.Cleanup(func() {})
-	return mkcvmPath
+	return p
 }

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -33,6 +35,10 @@ import (
 // guestRegistry is where the guest reaches the test registry (guestfwd).
 const guestRegistry = "10.0.2.100"
 
+// guestKBS is where the guest reaches the test key broker (guestfwd; QEMU
+// names guestfwd channels by guest port, so it needs its own port).
+const guestKBS = "10.0.2.100:8080"
+
 // helloNonce is the nonce the hello workload sends (runnertest/hello).
 const helloNonce = "6d6b63766d2d6532652d6e6f6e6365"
 
@@ -56,7 +62,7 @@ func repoDir() string {
 
 // debMember returns the sha256 and size of a member of a .deb, read with
 // dpkg-deb (independent of the builder's deb reader).
-func debMember(t *testing.T, deb, member string) (string, int) {
+func debMember(t testing.TB, deb, member string) (string, int) {
 	t.Helper()
 	out, err := exec.Command("sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -xO "./$2"`, "sh", deb, member).Output()
 	if err != nil {
@@ -76,7 +82,7 @@ type recipeParams struct {
 // recipeText writes the e2e recipe: the default recipe's pinned kernel and
 // OVMF, the virtio modules, the runner as init and its config file, and the
 // workload reference the predictor reads.
-func recipeText(t *testing.T, p recipeParams) string {
+func recipeText(t testing.TB, p recipeParams) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `name = "runner-e2e"
 epoch = 1751414400
@@ -149,6 +155,7 @@ func tomlList(ss []string) string {
 // runnerConf is /etc/mkcvm/runner.conf for the workload.
 func runnerConf(image, config string, args, env []string) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "mkcvm.kbs=http://%s\nmkcvm.kbs_required=true\n", guestKBS)
 	fmt.Fprintf(&b, "mkcvm.image=%s\nmkcvm.config=%s\nmkcvm.insecure_registry=true\nmkcvm.tee=tpm\nmkcvm.on_exit=poweroff\nmkcvm.on_error=poweroff\n", image, config)
 	for _, m := range virtioModules {
 		fmt.Fprintf(&b, "mkcvm.module=/lib/modules/%s\n", filepath.Base(m))
@@ -201,26 +208,8 @@ func TestE2E(t *testing.T) {
 	args := []string{"--from", "the recipe"}
 	env := []string{"GREETING=hello-e2e"}
 
-	// The recipe and its build.
-	dir := t.TempDir()
-	text := recipeText(t, recipeParams{kernelDeb: kernelDeb, kver: kver, image: guestRef, config: configDigest, args: args, env: env,
+	r, out := buildBundle(t, recipeParams{kernelDeb: kernelDeb, kver: kver, image: guestRef, config: configDigest, args: args, env: env,
 		conf: runnerConf(guestRef, configDigest, args, env)})
-	recipePath := filepath.Join(dir, "runner-e2e.toml")
-	if err := os.WriteFile(recipePath, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, rtext, root, err := builder.LoadRecipe(recipePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	out := filepath.Join(dir, "out")
-	_, err = builder.Build(t.Context(), r, builder.BuildOptions{Out: out, RecipeText: rtext, ModuleDir: repoDir(),
-		Cache: &builder.Cache{Dir: filepath.Join(dir, "cache")},
-		Fetcher: builder.NewSourceFetcher(r, root, filepath.SplitList(os.Getenv("MKCVM_DEBDIR")))})
-	if err != nil {
-		t.Fatalf("building the recipe: %v", err)
-	}
 	initrdPath := filepath.Join(out, builder.InitrdName(r.Initrd.Compression))
 	st, err := os.Stat(initrdPath)
 	if err != nil {
@@ -234,10 +223,12 @@ func TestE2E(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var released atomic.Int32
+	kbsPort := keyBroker(t, predicted.PCRSHA256[:], &released)
 	opts := vmtest.Options{
 		Code: filepath.Join(out, "OVMF_CODE.fd"), Vars: filepath.Join(out, "OVMF_VARS.fd"),
 		Kernel: filepath.Join(out, builder.KernelFile), Initrd: initrdPath, Append: r.Cmdline,
-		TPM: true, Net: []vmtest.Forward{{GuestAddr: guestRegistry + ":80", HostPort: port}},
+		TPM: true, Net: []vmtest.Forward{{GuestAddr: guestRegistry + ":80", HostPort: port}, {GuestAddr: guestKBS, HostPort: kbsPort}},
 		Timeout: 8 * time.Minute,
 	}
 	t.Run("workload", func(t *testing.T) {
@@ -245,6 +236,9 @@ func TestE2E(t *testing.T) {
 		checkConsole(t, con, predicted)
 		if blobs.Load() == 0 {
 			t.Error("the guest fetched no blob from the registry")
+		}
+		if released.Load() != 1 {
+			t.Errorf("the key broker released the secret %d times, want 1", released.Load())
 		}
 	})
 	t.Run("wrong layer digest", func(t *testing.T) {
@@ -285,6 +279,9 @@ func checkConsole(t *testing.T, con string, predicted measure.WorkloadValues) {
 	if !strings.Contains(con, want) {
 		t.Fatalf("console lacks the workload's line %q:\n%s", want, con)
 	}
+	if !strings.Contains(con, "workload: HELLO-SECRET "+kbsSecret+"\n") {
+		t.Errorf("the workload did not read the key broker's secret")
+	}
 	if !strings.Contains(con, "outcome workload-exited code 3") {
 		t.Errorf("console lacks the exit outcome")
 	}
@@ -311,7 +308,10 @@ func checkConsole(t *testing.T, con string, predicted measure.WorkloadValues) {
 	}
 	nonce, _ := hex.DecodeString(helloNonce)
 	b := measure.WorkloadBinding{Nonce: nonce, LogDigest: sha256.Sum256(ev.WorkloadLog), PublicKey: ev.PublicKey}
-	pcr15 := verifyQuote(t, tpmEv, b)
+	pcr15, err := verifyQuote(tpmEv, b)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("PCR %d: swtpm quote %x, replay %x, predicted %x", measure.WorkloadPCR, pcr15, replay.PCRSHA256, predicted.PCRSHA256)
 	if !bytes.Equal(pcr15, predicted.PCRSHA256[:]) {
 		t.Errorf("quoted PCR %d %x != predicted %x", measure.WorkloadPCR, pcr15, predicted.PCRSHA256)
@@ -348,31 +348,34 @@ func servedEvidence(t *testing.T, con string) *runner.EvidenceResponse {
 // verifyQuote checks the TPM quote's signature with the served AK, its
 // qualifying data against the binding and the PCR digest against the served
 // PCRs, and returns PCR 15.
-func verifyQuote(t *testing.T, ev *runner.Evidence, b measure.WorkloadBinding) []byte {
-	t.Helper()
+func verifyQuote(ev *runner.Evidence, b measure.WorkloadBinding) ([]byte, error) {
 	pub, err := tpm2.DecodePublic(ev.AKPublic)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	key, err := pub.Key()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	ek, ok := key.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("AK is %T, want ECDSA", key)
 	}
 	sig, err := tpm2.DecodeSignature(bytes.NewBuffer(ev.Signature))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	qd := sha256.Sum256(ev.Quote)
-	if !ecdsa.Verify(key.(*ecdsa.PublicKey), qd[:], sig.ECC.R, sig.ECC.S) {
-		t.Fatal("TPM quote signature does not verify with the served AK")
+	if sig.ECC == nil || !ecdsa.Verify(ek, qd[:], sig.ECC.R, sig.ECC.S) {
+		return nil, fmt.Errorf("TPM quote signature does not verify with the served AK")
 	}
 	att, err := tpm2.DecodeAttestationData(ev.Quote)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	n := b.TPMNonce()
 	if !bytes.Equal(att.ExtraData, n[:]) {
-		t.Errorf("quote qualifying data %x does not bind nonce, log and key (%x)", att.ExtraData, n)
+		return nil, fmt.Errorf("quote qualifying data %x does not bind nonce, log and key (%x)", att.ExtraData, n)
 	}
 	h := sha256.New()
 	var pcr15 []byte
@@ -382,8 +385,113 @@ func verifyQuote(t *testing.T, ev *runner.Evidence, b measure.WorkloadBinding) [
 			pcr15 = p.Value
 		}
 	}
-	if !bytes.Equal(h.Sum(nil), att.AttestedQuoteInfo.PCRDigest) {
-		t.Error("quoted PCR digest does not match the served PCR values")
+	if att.AttestedQuoteInfo == nil || !bytes.Equal(h.Sum(nil), att.AttestedQuoteInfo.PCRDigest) {
+		return nil, fmt.Errorf("quoted PCR digest does not match the served PCR values")
 	}
-	return pcr15
+	return pcr15, nil
+}
+
+// kbsSecret is what the test key broker releases.
+const kbsSecret = "released-only-to-the-measured-workload"
+
+// keyBroker is a key broker on 127.0.0.1: it releases kbsSecret, sealed to
+// the runner's boot key, only for a TPM quote that verifies, binds its
+// challenge, the served log and the key, and shows the predicted PCR 15.
+func keyBroker(t *testing.T, want []byte, served *atomic.Int32) int {
+	nonce := []byte("e2e-kbs-challenge-nonce")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /challenge", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string][]byte{"nonce": nonce})
+	})
+	mux.HandleFunc("POST /secret", func(w http.ResponseWriter, r *http.Request) {
+		err := func() error {
+			var ev runner.EvidenceResponse
+			if err := json.NewDecoder(r.Body).Decode(&ev); err != nil {
+				return err
+			}
+			if !bytes.Equal(ev.Nonce, nonce) {
+				return fmt.Errorf("nonce %x is not the challenge", ev.Nonce)
+			}
+			b := measure.WorkloadBinding{Nonce: nonce, LogDigest: sha256.Sum256(ev.WorkloadLog), PublicKey: ev.PublicKey}
+			for _, e := range ev.Evidence {
+				if e.Kind != "tpm" {
+					continue
+				}
+				pcr15, err := verifyQuote(e, b)
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(pcr15, want) {
+					return fmt.Errorf("PCR 15 %x, want %x", pcr15, want)
+				}
+				s, err := runner.Seal(ev.PublicKey, []byte(kbsSecret), rand.Reader)
+				if err != nil {
+					return err
+				}
+				served.Add(1)
+				return json.NewEncoder(w).Encode(s)
+			}
+			return fmt.Errorf("no TPM evidence")
+		}()
+		if err != nil {
+			t.Errorf("key broker: %v", err)
+			http.Error(w, err.Error(), http.StatusForbidden)
+		}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// BenchmarkInitrdSize builds the e2e recipe's initrd (runner as init, the
+// virtio modules, gzip) and reports its compressed size; the target is under
+// 8 MiB.
+func BenchmarkInitrdSize(b *testing.B) {
+	deb := os.Getenv("MKCVM_DEBDIR")
+	debs, _ := filepath.Glob(filepath.Join(deb, "linux-image-6.1.0-50-amd64_*_amd64.deb"))
+	if len(debs) == 0 {
+		b.Skip("no linux-image .deb in MKCVM_DEBDIR")
+	}
+	ref := guestRegistry + "/test/hello@sha256:" + strings.Repeat("0", 64)
+	cfg := "sha256:" + strings.Repeat("1", 64)
+	var size int64
+	for b.Loop() {
+		r, out := buildBundle(b, recipeParams{kernelDeb: debs[0], kver: "6.1.0-50-amd64", image: ref, config: cfg,
+			conf: runnerConf(ref, cfg, nil, nil)})
+		st, err := os.Stat(filepath.Join(out, builder.InitrdName(r.Initrd.Compression)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = st.Size()
+	}
+	b.ReportMetric(float64(size), "initrd-gzip-bytes")
+}
+
+// buildBundle writes the e2e recipe and builds it with builder.Build into a
+// temporary directory.
+func buildBundle(t testing.TB, p recipeParams) (*builder.Recipe, string) {
+	t.Helper()
+	dir := t.TempDir()
+	recipePath := filepath.Join(dir, "runner-e2e.toml")
+	if err := os.WriteFile(recipePath, []byte(recipeText(t, p)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, rtext, root, err := builder.LoadRecipe(recipePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	out := filepath.Join(dir, "out")
+	_, err = builder.Build(context.Background(), r, builder.BuildOptions{Out: out, RecipeText: rtext, ModuleDir: repoDir(),
+		Cache:   &builder.Cache{Dir: filepath.Join(dir, "cache")},
+		Fetcher: builder.NewSourceFetcher(r, root, filepath.SplitList(os.Getenv("MKCVM_DEBDIR")))})
+	if err != nil {
+		t.Fatalf("building the recipe: %v", err)
+	}
+	return r, out
 }

