@@ -115,7 +115,7 @@ func TestDecodeRejects(t *testing.T) {
 		{"unknown field in artifact", repl(`"role": "kernel"`, `"role": "kernel", "url": "x"`), manifest.ErrSchema, "/artifacts/1"},
 		{"future schema", repl(`mkcvm.dev/manifest/v1`, `mkcvm.dev/manifest/v2`), manifest.ErrSchema, "v2"},
 		{"uppercase digest", bytes.Replace(canon, []byte(manifesttest.Sample().Artifacts[0].SHA256), []byte(strings.ToUpper(manifesttest.Sample().Artifacts[0].SHA256)), 1), manifest.ErrSchema, "/inputs/0/sha256"},
-		{"unknown role", repl(`"role": "kernel"`, `"role": "bootloader"`), manifest.ErrSchema, "/artifacts/1/role"},
+		{"bad role", repl(`"role": "kernel"`, `"role": "Kernel Image"`), manifest.ErrSchema, "/artifacts/1/role"},
 		{"short launch digest", repl(`"launch_digest": "`, `"launch_digest": "00`), manifest.ErrSchema, "launch_digest"},
 		{"pcr index out of range", repl(`"9": "`, `"24": "`), manifest.ErrSchema, "object key: '24'"},
 		{"issued_at not from epoch", repl(`"issued_at": "2026-01-01T00:00:00Z"`, `"issued_at": "2026-01-02T00:00:00Z"`), manifest.ErrInvalid, "build epoch"},

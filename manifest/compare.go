@@ -29,6 +29,9 @@ func row(shape, value, pub, re string) ValueRow {
 func CompareShape(pub, re *Shape) []ValueRow {
 	n := pub.Name
 	rows := []ValueRow{row(n, "parameters", shapeParams(pub), shapeParams(re))}
+	if !rows[0].Match {
+		rows[0].Detail = "published " + rows[0].Published + "; recipe " + rows[0].Recomputed
+	}
 	if pub.SNP != nil || re.SNP != nil {
 		p, r := orSNP(pub.SNP), orSNP(re.SNP)
 		rows = append(rows, row(n, "snp.launch_digest", p.LaunchDigest, r.LaunchDigest))

@@ -3,6 +3,7 @@ package measure
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -299,9 +300,10 @@ func differHint(a *Event, p *PredictedEvent) string {
 		if p.Source == SourceProfile {
 			return "depends on " + deps + "; the captured profile does not match this VM shape or firmware (re-run mkcvm capture)"
 		}
+		return "depends on " + deps + "; the booted firmware volume hashes to " + plainDigests(a) + " (a different OVMF build)"
 	case EvEventTag:
 		if len(p.Data) >= 4 && binary.LittleEndian.Uint32(p.Data) == LinuxEventInitrd {
-			return "depends on the initrd bytes: the guest booted an initrd whose hash differs from the input's"
+			return "depends on the initrd bytes: the digest is the plain hash of the initrd file, so the booted initrd has " + plainDigests(a) + "; the input initrd would need that hash"
 		}
 		if len(p.Data) >= 4 && binary.LittleEndian.Uint32(p.Data) == LinuxEventLoadOptions {
 			return "depends on the cmdline (-append) and whether an initrd was given: the guest's LoadOptions differ from " + p.Description
@@ -312,6 +314,18 @@ func differHint(a *Event, p *PredictedEvent) string {
 		}
 	}
 	return "depends on " + deps
+}
+
+// plainDigests lists an event's digests as "sha256:<hex>, ..." for the
+// banks a verifier compares files with.
+func plainDigests(e *Event) string {
+	var out []string
+	for _, a := range []HashAlg{AlgSHA256, AlgSHA384} {
+		if d := e.Digest(a); d != nil {
+			out = append(out, a.String()+":"+hex.EncodeToString(d))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 func imageLength(d []byte) uint64 {
