@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -72,10 +71,6 @@ type ExtraArtifact struct {
 var (
 	// initrdHooks add records to the initramfs (e.g. the runner's config).
 	initrdHooks []func(r *Recipe, inputs map[string][]byte) ([]initrd.Record, error)
-	// firmwareHooks provide the firmware image of recipes that name no
-	// firmware input (e.g. firmware built from source); the first hook
-	// that returns ok wins.
-	firmwareHooks []func(ctx context.Context, r *Recipe, o BuildOptions) (image []byte, ok bool, err error)
 	// artifactHooks add output files (e.g. a disk image or a UKI) once the
 	// firmware, kernel, initrd and command line are assembled.
 	artifactHooks []func(ctx context.Context, r *Recipe, in *MeasureInputs) ([]ExtraArtifact, error)
@@ -97,15 +92,6 @@ func Build(ctx context.Context, r *Recipe, o BuildOptions) (*BuildResult, error)
 	inputs, _, err := Resolve(ctx, r, ResolveOptions{Cache: o.Cache, Offline: o.Offline, Fetcher: o.Fetcher, Progress: o.Progress})
 	if err != nil {
 		return nil, err
-	}
-	if r.Firmware.Image == "" && r.Firmware.Code == "" {
-		fw, err := hookFirmware(ctx, r, o)
-		if err != nil {
-			return nil, err
-		}
-		inputs = maps.Clone(inputs)
-		inputs[builtFirmware] = fw
-		r = withFirmwareImage(r, builtFirmware)
 	}
 	rd, gb, err := buildInitrd(ctx, r, inputs, o, log)
 	if err != nil {
@@ -152,31 +138,6 @@ func Build(ctx context.Context, r *Recipe, o BuildOptions) (*BuildResult, error)
 	}
 	log.Info("build written", "dir", o.Out)
 	return res, nil
-}
-
-// builtFirmware is the pseudo input name of hook-provided firmware.
-const builtFirmware = "built-firmware"
-
-func hookFirmware(ctx context.Context, r *Recipe, o BuildOptions) ([]byte, error) {
-	for _, h := range firmwareHooks {
-		fw, ok, err := h(ctx, r, o)
-		if err != nil {
-			return nil, fmt.Errorf("firmware: %w", err)
-		}
-		if ok {
-			return fw, nil
-		}
-	}
-	return nil, errors.New("firmware: the recipe names no firmware input and no firmware builder is available")
-}
-
-// withFirmwareImage returns a copy of r whose [firmware] image is name (a
-// key of the resolved inputs, not of r.Inputs: the manifest lists only
-// the recipe's own inputs).
-func withFirmwareImage(r *Recipe, name string) *Recipe {
-	c := *r
-	c.Firmware.Image = name
-	return &c
 }
 
 // InitrdName is the output name of the initrd for a compression.
@@ -260,6 +221,10 @@ func buildInitrd(ctx context.Context, r *Recipe, inputs map[string][]byte, o Bui
 	t.Done(err)
 	if err != nil {
 		return nil, nil, fmt.Errorf("initrd: %w", err)
+	}
+	// Re-read what we wrote: the archive must hold exactly the records.
+	if err := initrd.Check(InitrdName(r.Initrd.Compression), z, r.Epoch, recs); err != nil {
+		return nil, nil, fmt.Errorf("initrd self-check: %w", err)
 	}
 	return z, gb, nil
 }

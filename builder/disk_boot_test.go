@@ -3,11 +3,14 @@ package builder_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,20 +140,66 @@ func TestDiskSecureBootBoots(t *testing.T) {
 	if !strings.Contains(res.Console, "Secure boot enabled") {
 		t.Errorf("kernel did not report \"Secure boot enabled\":\n%s", res.Console)
 	}
-	pred, err := builder.PredictDisk(builder.DiskRequest{Code: readFile(t, ovmfCodeSecboot), Art: art})
+	code := readFile(t, ovmfCodeSecboot)
+	pred, err := builder.PredictDisk(builder.DiskRequest{Code: code, Art: art})
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkPrediction(t, pred, res.Dump)
+	checkPrediction(t, pred, res.Dump, 11)
+
+	// A second disk (other command line and initrd) predicted with a
+	// platform profile captured from the first boot: PCR 0 is pinned too.
+	profile := profileFromDump(t, code, res.Dump)
+	f.in.Cmdline = "console=ttyS0 panic=-1 quiet"
+	f.in.Initrd = append(f.in.Initrd, make([]byte, 512)...) // cpio trailer padding
+	art2, err := builder.BuildDisk(context.Background(), f.spec, f.in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res2, err := bootDisk(t, art2, 4*time.Minute)
+	if err != nil {
+		t.Fatalf("second boot: %v\n%s", err, res2.Console)
+	}
+	pred2, err := builder.PredictDisk(builder.DiskRequest{Code: code, Art: art2, ProfileName: "first boot", Profile: profile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pred2.Basis[0] != measure.BasisProfile {
+		t.Errorf("PCR 0 basis %q with a profile", pred2.Basis[0])
+	}
+	checkPrediction(t, pred2, res2.Dump, 12)
+	if bytes.Equal(pred.PCRs[measure.AlgSHA256][11], pred2.PCRs[measure.AlgSHA256][11]) {
+		t.Error("PCR 11 did not change with the command line and initrd")
+	}
+}
+
+// profileFromDump makes a platform profile (measure.Profile) from a boot's
+// event log and PCRs 0-9, as `mkcvm capture` does.
+func profileFromDump(t *testing.T, code []byte, d *vmtest.Dump) []byte {
+	t.Helper()
+	sum := sha256.Sum256(code)
+	p := measure.Profile{Schema: measure.ProfileSchema, QEMUVersion: "vmtest", OVMFCodeSHA256: hex.EncodeToString(sum[:]),
+		OVMFVarsSHA256: "", Machine: "q35", MemoryMiB: 1024, VCPUs: 1, EventLog: d.EventLog, PCRs: map[string]map[string]string{}}
+	for bank, vals := range d.PCRs {
+		p.PCRs[bank] = map[string]string{}
+		for i := range 10 {
+			p.PCRs[bank][strconv.Itoa(i)] = hex.EncodeToString(vals[i])
+		}
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // checkPrediction asserts predicted == booted for every pinned PCR in every
 // bank the guest reported, and logs the booted event log next to the
 // predicted one when they differ.
-func checkPrediction(t *testing.T, pred *measure.Prediction, d *vmtest.Dump) {
+func checkPrediction(t *testing.T, pred *measure.Prediction, d *vmtest.Dump, minPinned int) {
 	t.Helper()
 	pinned := pred.PinnedPCRs()
-	if len(pinned) < 10 {
+	if len(pinned) < minPinned {
 		t.Errorf("only PCRs %v pinned", pinned)
 	}
 	compared := 0
@@ -216,4 +265,38 @@ func TestDiskOtherKeyRefused(t *testing.T) {
 	if !strings.Contains(res.Console, "Access Denied") {
 		t.Errorf("firmware console does not report \"Access Denied\":\n%s", res.Console)
 	}
+}
+
+// TestDiskNoSecureBootBoots boots an unsigned UKI with the plain OVMF CODE
+// and the VARS template: no authority event, SecureBoot = 0, and the stub
+// must still use the embedded .cmdline (OVMF passes no load options for the
+// auto-created disk boot option).
+func TestDiskNoSecureBootBoots(t *testing.T) {
+	vmtest.Require(t)
+	f := newDiskFixture(t)
+	f.spec.SecureBoot = nil
+	art, err := builder.BuildDisk(context.Background(), f.spec, f.in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if art.Vars != nil || art.Authority != nil {
+		t.Fatal("Secure Boot artifacts without [disk.secure_boot]")
+	}
+	dir := t.TempDir()
+	disk := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(disk, art.Image, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := vmtest.Boot(t.Context(), t, vmtest.Options{Code: vmtest.OVMFCode, Vars: vmtest.OVMFVars, Disk: disk, TPM: true, Timeout: 4 * time.Minute})
+	if err != nil {
+		t.Fatalf("boot: %v\n%s", err, res.Console)
+	}
+	if !strings.Contains(res.Console, "Kernel command line: "+f.in.Cmdline) {
+		t.Errorf("kernel did not boot with the UKI's command line %q", f.in.Cmdline)
+	}
+	pred, err := builder.PredictDisk(builder.DiskRequest{Code: readFile(t, vmtest.OVMFCode), Art: art, VarsTemplate: readFile(t, vmtest.OVMFVars)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPrediction(t, pred, res.Dump, 11)
 }

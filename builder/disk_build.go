@@ -13,7 +13,7 @@ import (
 const (
 	DiskImageFile = "disk.img"
 	UKIFile       = "BOOTX64.EFI"
-	DiskVarsFile  = "OVMF_VARS.fd"
+	DiskVarsFile  = "OVMF_VARS.enrolled.fd"
 )
 
 // DiskPlatform is the shape platform whose vTPM PCRs are predicted for

@@ -153,6 +153,11 @@ func BuildFirmware(ctx context.Context, s *FirmwareSource, opts FirmwareOptions)
 	if err := checkTools(ctx, q, s.Tools); err != nil {
 		return nil, err
 	}
+	// Checked here without waiting for the build root lock, and again
+	// under it, right before the files are used.
+	if err := verifySources(opts.SourceDir, s.Files); err != nil {
+		return nil, err
+	}
 	b := &fwBuild{src: s, opts: opts, key: key, log: log}
 	return b.run(ctx)
 }

@@ -109,6 +109,42 @@ func TestFirmwareBuildAmdSev(t *testing.T) {
 	if d := firstDiff(fw, second); d >= 0 {
 		t.Errorf("second build differs from the first at offset %#x", d)
 	}
+	seedSharedFirmwareCache(t, s, opts)
+}
+
+// seedSharedFirmwareCache copies a verified cache entry into
+// $MKCVM_FIRMWARE_CACHE (set by make test), so that later tests building
+// the same recipe (TestRecipes) get a cache hit instead of compiling again.
+func seedSharedFirmwareCache(t *testing.T, s *FirmwareSource, opts FirmwareOptions) {
+	shared := os.Getenv("MKCVM_FIRMWARE_CACHE")
+	if shared == "" {
+		return
+	}
+	key, err := FirmwareKey(s, opts.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(shared, key)
+	if _, err := os.Stat(dst); err == nil {
+		return
+	}
+	if err := os.MkdirAll(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.MkdirTemp(shared, ".seed-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.CopyFS(filepath.Join(tmp, "e"), os.DirFS(filepath.Join(opts.CacheDir, key))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(tmp, "e"), dst); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := cachedFirmware(shared, key); err != nil || r == nil {
+		t.Fatalf("seeding %s: %v", dst, err)
+	}
 }
 
 func firstDiff(a, b []byte) int {
@@ -166,10 +202,22 @@ var snpKnownAnswers = []struct {
 	vcpus    int
 	vcpuType string
 	features uint64
-	initrd   int // kaInitrd length, -1: no initrd
+	kernel   bool // false: firmware only (the hashes page is a zero page)
+	initrd   int  // kaInitrd length, -1: no initrd
 	cmdline  string
 	want     string
-}{}
+}{
+	{"1-epyc-v4", 1, "EPYC-v4", 0x1, true, 1280000, "console=ttyS0 panic=-1",
+		"bc13e33bebba8624e757b184b9fd213a9359e7cd6e7adba1afe964981c7206019c9b1d707a9745fba7a5992aefe5b5dc"},
+	{"4-epyc-milan", 4, "EPYC-Milan", 0x1, true, 777777, "console=ttyS0",
+		"678d668f4fd9c8cf707544fa16da41bfd4543d0486cb251d46dcfce127dec9ed013389bb6a4b13c1d88abebc9e1615eb"},
+	{"2-epyc-genoa-debugswap-kernel-only", 2, "EPYC-Genoa", 0x21, true, -1, "",
+		"d06ae27292e53f45aed1063c1bbf2336a5655dbfc9b47a1337e32221df1300fa45128b81b15d0c57711e43b02bbec4b0"},
+	{"64-epyc-rome", 64, "EPYC-Rome", 0x1, true, 1280000, "console=ttyS0 panic=-1 root=/dev/vda1 ro quiet mkcvm.test=1",
+		"3c0c99e3003e7dbbd49e1651664f54c571aef60cd6b83bf0e34935e5fe73e060768f4629dc34f3c106ad61000f597b13"},
+	{"1-epyc-v4-firmware-only", 1, "EPYC-v4", 0x1, false, -1, "",
+		"8f9faef192406e8b9f9d1dfc14bc3f2868d5d1508f61b45cb61f7b4cc6b7f5b947d501ec33a926e79fa7f81c9e5d1f68"},
+}
 
 // kaInitrd is a deterministic stand-in initrd: n bytes of the sha256
 // chain used in testdata/provenance/firmware.md.
@@ -195,12 +243,16 @@ func checkSNPKnownAnswers(t *testing.T, fw []byte) {
 			if ka.initrd >= 0 {
 				rd = kaInitrd(ka.initrd)
 			}
-			h := measure.NewSEVHashes(kb, rd, ka.cmdline)
+			var h *measure.SEVHashes
+			if ka.kernel {
+				hh := measure.NewSEVHashes(kb, rd, ka.cmdline)
+				h = &hh
+			}
 			vt, ok := measure.LookupVCPUType(ka.vcpuType)
 			if !ok {
 				t.Fatalf("unknown vCPU type %s", ka.vcpuType)
 			}
-			got, err := measure.SNPLaunchDigest("AmdSevX64 OVMF.fd", fw, &h, measure.SNPShape{
+			got, err := measure.SNPLaunchDigest("AmdSevX64 OVMF.fd", fw, h, measure.SNPShape{
 				VCPUs: ka.vcpus, VCPUSig: vt.Sig(), VMM: measure.VMMQEMU, GuestFeatures: ka.features})
 			if err != nil {
 				t.Fatal(err)

@@ -361,3 +361,49 @@ func TestBuildFirmwareTampered(t *testing.T) {
 }
 
 const s256Prefix = "got sha256 "
+
+// TestMakeGrubReproducible generates grub.efi twice, in different trees,
+// time zones and umasks, and expects the same bytes and the mtimes that
+// make the platform's PREBUILD keep it.
+func TestMakeGrubReproducible(t *testing.T) {
+	for _, tool := range []string{"grub-mkimage", "mkfs.msdos", "mcopy"} {
+		if _, err := os.Stat(filepath.Join("/usr/bin", tool)); err != nil {
+			if _, err2 := os.Stat(filepath.Join("/usr/sbin", tool)); err2 != nil && os.Getenv("MKCVM_FIRMWARE_BUILD") != "1" {
+				t.Skipf("%s not installed", tool)
+			}
+		}
+	}
+	modules := []string{"fat", "memdisk", "normal", "configfile", "echo", "linux"}
+	var sums []string
+	for i, tz := range []string{"UTC", "Asia/Tokyo"} {
+		root := t.TempDir()
+		dir := filepath.Join(root, "edk2", "OvmfPkg", "AmdSev", "Grub")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"grub.cfg", "grub.sh"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte("echo "+f+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Setenv("TZ", tz) // must not matter: the build environment is fixed
+		b := &fwBuild{src: &FirmwareSource{GrubModules: modules}, tree: filepath.Join(root, "edk2"),
+			env: firmwareEnv(root), logw: testLogWriter{t}}
+		sum, err := b.makeGrub(t.Context(), "OvmfPkg/AmdSev/Grub")
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		sums = append(sums, sum)
+		efi, _ := os.Stat(filepath.Join(dir, "grub.efi"))
+		cfg, _ := os.Stat(filepath.Join(dir, "grub.cfg"))
+		if efi == nil || cfg == nil || !efi.ModTime().After(cfg.ModTime()) {
+			t.Errorf("run %d: grub.efi is not newer than grub.cfg", i)
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 3 {
+			t.Errorf("run %d: intermediates left: %v", i, ents)
+		}
+	}
+	if sums[0] != sums[1] {
+		t.Errorf("grub.efi differs between runs: %s vs %s", sums[0], sums[1])
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/mkcvm/mkcvm/manifest"
@@ -13,8 +12,10 @@ import (
 // repoDir is the module root (parent of builder/).
 func repoDir(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
+	if repoRoot == "" {
+		t.Fatal("repository root unknown")
+	}
+	return repoRoot
 }
 
 // debDirs returns $MKCVM_DEBDIR, skipping the test without it (failing
@@ -82,9 +83,13 @@ func sharedCache(t testing.TB) *Cache {
 	return &Cache{Dir: testCacheDir}
 }
 
-var testCacheDir string
+var testCacheDir, repoRoot string
 
 func TestMain(m *testing.M) {
+	// go test starts in the package folder; tests may chdir later.
+	if wd, err := os.Getwd(); err == nil {
+		repoRoot = filepath.Dir(wd)
+	}
 	d, err := os.MkdirTemp("", "mkcvm-builder-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

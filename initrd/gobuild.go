@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 )
@@ -72,7 +75,8 @@ type GoBuildResult struct {
 }
 
 // Modules returns the modules compiled into the binaries (from their
-// embedded build info), sorted by path, without duplicates.
+// embedded build info) as path, version, sum; sorted, without duplicates.
+// Replaced modules are listed as their replacement.
 func (r *GoBuildResult) Modules() ([][3]string, error) {
 	seen := map[string][3]string{}
 	for _, b := range r.Binaries {
@@ -80,38 +84,19 @@ func (r *GoBuildResult) Modules() ([][3]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: reading build info: %w", b.Package, err)
 		}
-		for _, d := range append([]*debugModule{{bi.Main.Path, bi.Main.Version, bi.Main.Sum}}, deps(bi)...) {
+		mods := append([]*debug.Module{&bi.Main}, bi.Deps...)
+		for _, d := range mods {
+			if d.Replace != nil {
+				d = d.Replace
+			}
 			seen[d.Path+"@"+d.Version] = [3]string{d.Path, d.Version, d.Sum}
 		}
 	}
 	var out [][3]string
-	for _, k := range slices.Sorted(mapsKeys(seen)) {
+	for _, k := range slices.Sorted(maps.Keys(seen)) {
 		out = append(out, seen[k])
 	}
 	return out, nil
-}
-
-type debugModule struct{ Path, Version, Sum string }
-
-func deps(bi *buildinfo.BuildInfo) []*debugModule {
-	var out []*debugModule
-	for _, d := range bi.Deps {
-		if d.Replace != nil {
-			d = d.Replace
-		}
-		out = append(out, &debugModule{d.Path, d.Version, d.Sum})
-	}
-	return out
-}
-
-func mapsKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // ErrGoBuild wraps failures of the go command.
@@ -210,7 +195,7 @@ func (g GoBuild) key(ctx context.Context, goCmd string, env []string, version st
 	}
 	for _, f := range []string{"go.mod", "go.sum"} {
 		b, err := os.ReadFile(filepath.Join(g.ModuleDir, f))
-		if err != nil {
+		if err != nil && !(f == "go.sum" && errors.Is(err, fs.ErrNotExist)) {
 			return "", fmt.Errorf("hashing build inputs: %w", err)
 		}
 		line(f)

@@ -3,16 +3,19 @@ package initrd
 import (
 	"bytes"
 	"debug/elf"
+	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 )
 
 func moduleDir(t testing.TB) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
+	wd, err := os.Getwd() // go test runs in the package folder
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
 }
 
 func TestGoBuildCachedAndStatic(t *testing.T) {
@@ -80,5 +83,45 @@ func TestGoBuildCachedAndStatic(t *testing.T) {
 		if !bytes.Equal(first.Binaries[i].Data, third.Binaries[i].Data) {
 			t.Errorf("%s differs between builds", first.Binaries[i].Package)
 		}
+	}
+}
+
+// TestGoBuildCacheKeyFollowsSources: editing a main-module source file
+// invalidates the cached binary; an unrelated file does not.
+func TestGoBuildCacheKeyFollowsSources(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles Go programs")
+	}
+	mod := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(mod, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mod, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.mod", "module example.com/m\n\ngo 1.26\n")
+	write("lib/lib.go", "package lib\n\nconst Msg = \"one\"\n")
+	write("cmd/hello/main.go", "package main\n\nimport \"example.com/m/lib\"\n\nfunc main() { println(lib.Msg) }\n")
+	write("other/other.go", "package other\n")
+	g := GoBuild{ModuleDir: mod, CacheDir: t.TempDir(), Init: "example.com/m/cmd/hello"}
+	first, err := g.Build(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("other/other.go", "package other\n\nconst X = 1\n")
+	second, err := g.Build(t.Context())
+	if err != nil || !second.Cached || second.Key != first.Key {
+		t.Fatalf("unrelated edit: cached=%v key changed=%v err=%v", second != nil && second.Cached, second != nil && second.Key != first.Key, err)
+	}
+	write("lib/lib.go", "package lib\n\nconst Msg = \"two\"\n")
+	third, err := g.Build(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.Cached || third.Key == first.Key || bytes.Equal(third.Binaries[0].Data, first.Binaries[0].Data) {
+		t.Errorf("editing an imported package did not rebuild: cached=%v", third.Cached)
 	}
 }

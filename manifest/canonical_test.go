@@ -64,9 +64,15 @@ func TestDecodeRoundTrip(t *testing.T) {
 // package, an implementation independent of the Go validator the decoder
 // uses, and checks that it rejects what the decoder rejects.
 func TestSchemaIndependent(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil || exec.Command(py, "-c", "import jsonschema").Run() != nil {
-		t.Skip("python3 with jsonschema not installed")
+	py := ""
+	for _, c := range []string{"python3", "/usr/bin/python3"} {
+		if p, err := exec.LookPath(c); err == nil && exec.Command(p, "-c", "import jsonschema").Run() == nil {
+			py = p
+			break
+		}
+	}
+	if py == "" {
+		t.Skip("python3 with jsonschema not installed (Debian: python3-jsonschema)")
 	}
 	canon, err := manifest.Encode(manifesttest.Sample())
 	if err != nil {

@@ -11,6 +11,6 @@
 // export renders it for Trustee RVPS, Constellation, in-toto and CoRIM;
 // manifesttest builds samples for tests.
 //
-// Left out: keyless (Fulcio/Rekor) signing and transparency-log checks,
-// Ed25519 keys (sigstore-go v1.3.0 cannot verify them in this setup).
+// Keys are ECDSA P-256 or Ed25519 files. Left out: keyless (Fulcio/Rekor)
+// signing and transparency-log checks.
 package manifest

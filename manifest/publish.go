@@ -3,7 +3,7 @@ package manifest
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -171,7 +171,7 @@ type Fetched struct {
 // re-hashes every artifact into dest along with manifest.json and
 // manifest.sigstore.json. When several signed manifests verify, the one
 // with the latest epoch wins.
-func (r *OCIRegistry) Fetch(ctx context.Context, ref string, pub *ecdsa.PublicKey, opts VerifyOptions, dest string) (*Fetched, error) {
+func (r *OCIRegistry) Fetch(ctx context.Context, ref string, pub crypto.PublicKey, opts VerifyOptions, dest string) (*Fetched, error) {
 	nref, err := name.ParseReference(ref, r.Name...)
 	if err != nil {
 		return nil, fmt.Errorf("parsing reference %q: %w", ref, err)
@@ -201,7 +201,7 @@ func (r *OCIRegistry) Fetch(ctx context.Context, ref string, pub *ecdsa.PublicKe
 	return f, nil
 }
 
-func (r *OCIRegistry) pickSigned(dig name.Digest, pub *ecdsa.PublicKey, opts VerifyOptions, ropts []remote.Option) (*Fetched, error) {
+func (r *OCIRegistry) pickSigned(dig name.Digest, pub crypto.PublicKey, opts VerifyOptions, ropts []remote.Option) (*Fetched, error) {
 	idx, err := remote.Referrers(dig, ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s: %w", dig, err)
@@ -217,8 +217,8 @@ func (r *OCIRegistry) pickSigned(dig name.Digest, pub *ecdsa.PublicKey, opts Ver
 	}
 	var cands []cand
 	for _, d := range im.Manifests {
-		if d.ArtifactType != MediaTypeSigstoreBundle {
-			continue
+		if d.ArtifactType != "" && d.ArtifactType != MediaTypeSigstoreBundle {
+			continue // another kind of referrer (SBOM, signature, ...)
 		}
 		raw, err := r.referrerBlob(dig.Context().Digest(d.Digest.String()), ropts)
 		if err == nil {

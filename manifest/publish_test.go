@@ -192,22 +192,23 @@ func TestFetchReplayedSuperseded(t *testing.T) {
 func TestCosignVerifyAttestation(t *testing.T) {
 	cosign := manifesttest.Cosign(t)
 	for _, tc := range []struct {
-		name  string
-		start func(t *testing.T) string
+		name    string
+		start   func(t *testing.T) string
+		keyType string
 	}{
-		{"ggcr referrers API", func(t *testing.T) string { return startGGCR(t, true, nil) }},
-		{"ggcr fallback tag", func(t *testing.T) string { return startGGCR(t, false, nil) }},
-		{"docker-registry", startDockerRegistry},
+		{"ggcr referrers API", func(t *testing.T) string { return startGGCR(t, true, nil) }, manifest.KeyECDSAP256},
+		{"ggcr fallback tag, Ed25519", func(t *testing.T) string { return startGGCR(t, false, nil) }, manifest.KeyEd25519},
+		{"docker-registry", startDockerRegistry, manifest.KeyECDSAP256},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host := tc.start(t)
-			k := newKey(t)
+			k := newKey(t, tc.keyType)
 			p, _ := publishSample(t, host, k, signSample(t, k, nil))
 			dir := t.TempDir()
 			pub := filepath.Join(dir, "key.pub")
 			os.WriteFile(pub, k.pub, 0o644)
 			other := filepath.Join(dir, "other.pub")
-			os.WriteFile(other, newKey(t).pub, 0o644)
+			os.WriteFile(other, newKey(t, tc.keyType).pub, 0o644)
 			run := func(key string) error {
 				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 				defer cancel()
@@ -258,13 +259,13 @@ func startDockerRegistry(t *testing.T) string {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	for i := range 100 {
+	for i := range 400 {
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			return addr
 		}
-		if i == 99 {
+		if i == 399 {
 			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -17,11 +18,14 @@ import (
 
 // Sign wraps m in an in-toto statement (subjects: the artifact digests and
 // the OCI bundle manifest digest; predicate: the canonical manifest), signs
-// it as a DSSE envelope with key, and returns the Sigstore bundle v0.3 JSON
+// it as a DSSE envelope with key (ECDSA P-256 or Ed25519), and returns the Sigstore bundle v0.3 JSON
 // that `cosign verify-blob-attestation --bundle` reads. Nothing touches the
 // network. ECDSA signatures use rand, so the bundle differs per call while
 // the signed payload does not.
-func Sign(m *Manifest, key *ecdsa.PrivateKey, rand io.Reader) ([]byte, error) {
+func Sign(m *Manifest, key crypto.Signer, rand io.Reader) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
 	payload, err := NewStatement(m)
 	if err != nil {
 		return nil, err
@@ -38,26 +42,33 @@ func Sign(m *Manifest, key *ecdsa.PrivateKey, rand io.Reader) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// fileKeypair adapts a P-256 key read from a file to sigstore-go's
-// sign.Keypair.
+// fileKeypair adapts a key read from a file to sigstore-go's sign.Keypair.
 type fileKeypair struct {
-	key  *ecdsa.PrivateKey
+	key  crypto.Signer
 	rand io.Reader
 }
+
+func (k *fileKeypair) ed25519() bool { _, ok := k.key.(ed25519.PrivateKey); return ok }
 
 var _ sign.Keypair = (*fileKeypair)(nil)
 
 func (k *fileKeypair) GetHashAlgorithm() protocommon.HashAlgorithm {
+	if k.ed25519() {
+		return protocommon.HashAlgorithm_SHA2_512
+	}
 	return protocommon.HashAlgorithm_SHA2_256
 }
 
 func (k *fileKeypair) GetSigningAlgorithm() protocommon.PublicKeyDetails {
+	if k.ed25519() {
+		return protocommon.PublicKeyDetails_PKIX_ED25519
+	}
 	return protocommon.PublicKeyDetails_PKIX_ECDSA_P256_SHA_256
 }
 
 // GetHint is base64(sha256(PKIX public key)), as sigstore-go's own keys.
 func (k *fileKeypair) GetHint() []byte {
-	der, err := x509.MarshalPKIXPublicKey(&k.key.PublicKey)
+	der, err := x509.MarshalPKIXPublicKey(k.key.Public())
 	if err != nil {
 		return nil
 	}
@@ -65,19 +76,33 @@ func (k *fileKeypair) GetHint() []byte {
 	return []byte(base64.StdEncoding.EncodeToString(s[:]))
 }
 
-func (k *fileKeypair) GetKeyAlgorithm() string        { return "ECDSA" }
-func (k *fileKeypair) GetPublicKey() crypto.PublicKey { return &k.key.PublicKey }
+func (k *fileKeypair) GetKeyAlgorithm() string {
+	if k.ed25519() {
+		return "ED25519"
+	}
+	return "ECDSA"
+}
+
+func (k *fileKeypair) GetPublicKey() crypto.PublicKey { return k.key.Public() }
 
 func (k *fileKeypair) GetPublicKeyPem() (string, error) {
-	b, err := MarshalPublicKey(&k.key.PublicKey)
+	b, err := MarshalPublicKey(k.key.Public())
 	return string(b), err
 }
 
-// SignData signs sha256(data) (data is the DSSE pre-authentication
-// encoding) and returns the ASN.1 signature and the digest.
+// SignData signs data (the DSSE pre-authentication encoding): ECDSA over
+// its SHA-256 (ASN.1 signature), pure Ed25519 over the bytes. It returns
+// the signature and what was signed.
 func (k *fileKeypair) SignData(_ context.Context, data []byte) ([]byte, []byte, error) {
+	if ek, ok := k.key.(ed25519.PrivateKey); ok {
+		return ed25519.Sign(ek, data), data, nil
+	}
+	ek, ok := k.key.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: %T", ErrKey, k.key)
+	}
 	d := sha256.Sum256(data)
-	sig, err := ecdsa.SignASN1(k.rand, k.key, d[:])
+	sig, err := ecdsa.SignASN1(k.rand, ek, d[:])
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,7 +3,7 @@ package manifest_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
+	"crypto"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -23,9 +23,9 @@ type testKey struct {
 	priv, pub []byte
 }
 
-func newKey(t testing.TB) testKey {
+func newKey(t testing.TB, keyType ...string) testKey {
 	t.Helper()
-	priv, pub, err := manifest.GenerateKey(rand.Reader)
+	priv, pub, err := manifest.GenerateKey(rand.Reader, keyType...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func signSample(t testing.TB, k testKey, mutate func(*manifest.Manifest)) []byte
 
 var now = time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 
-func pubOf(t testing.TB, k testKey) *ecdsa.PublicKey {
+func pubOf(t testing.TB, k testKey) crypto.PublicKey {
 	t.Helper()
 	p, err := manifest.ParsePublicKey(k.pub)
 	if err != nil {
@@ -61,7 +61,12 @@ func pubOf(t testing.TB, k testKey) *ecdsa.PublicKey {
 }
 
 func TestSignVerify(t *testing.T) {
-	k := newKey(t)
+	for _, kt := range []string{manifest.KeyECDSAP256, manifest.KeyEd25519} {
+		t.Run(kt, func(t *testing.T) { checkSignVerify(t, newKey(t, kt)) })
+	}
+}
+
+func checkSignVerify(t *testing.T, k testKey) {
 	b := signSample(t, k, nil)
 	s, err := manifest.Verify(b, pubOf(t, k), manifest.VerifyOptions{Now: now})
 	if err != nil {
@@ -145,6 +150,7 @@ func TestVerifyRejects(t *testing.T) {
 			sig["sig"] = base64.StdEncoding.EncodeToString(raw)
 		}), manifest.VerifyOptions{Now: now}, manifest.ErrSignature, ""},
 		{"signed by another key", signSample(t, other, nil), manifest.VerifyOptions{Now: now}, manifest.ErrSignature, manifest.KeyID(pubOf(t, k))},
+		{"signed by an Ed25519 key", signSample(t, newKey(t, manifest.KeyEd25519), nil), manifest.VerifyOptions{Now: now}, manifest.ErrSignature, "does not verify"},
 		{"unknown statement field", payloadEdit(t, good, func(p []byte) []byte {
 			return bytes.Replace(p, []byte(`"predicateType"`), []byte(`"extra":1,"predicateType"`), 1)
 		}), manifest.VerifyOptions{Now: now}, manifest.ErrEnvelope, "extra"},
@@ -194,7 +200,12 @@ func TestVerifyRejects(t *testing.T) {
 // another key and a blob not named in the subjects.
 func TestCosignVerifyBlobAttestation(t *testing.T) {
 	cosign := manifesttest.Cosign(t)
-	k, other := newKey(t), newKey(t)
+	for _, kt := range []string{manifest.KeyECDSAP256, manifest.KeyEd25519} {
+		t.Run(kt, func(t *testing.T) { checkCosignBlob(t, cosign, newKey(t, kt), newKey(t, kt)) })
+	}
+}
+
+func checkCosignBlob(t *testing.T, cosign string, k, other testKey) {
 	dir := manifesttest.WriteDir(t)
 	write := func(name string, b []byte) string {
 		p := filepath.Join(dir, name)

@@ -3,6 +3,7 @@ package manifest
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -83,14 +84,27 @@ func pae(payloadType string, payload []byte) []byte {
 // VerifySignature checks the DSSE signature with pub twice: directly over
 // the PAE, and through sigstore-go's verifier with the key as the only
 // trusted material (no transparency log, no timestamps).
-func (s *SignedManifest) VerifySignature(pub *ecdsa.PublicKey) error {
-	d := sha256.Sum256(pae(PayloadType, s.Payload))
-	if !ecdsa.VerifyASN1(pub, d[:], s.Signature) {
-		return fmt.Errorf("%w: DSSE signature does not verify with key %s", ErrSignature, KeyID(pub))
+func (s *SignedManifest) VerifySignature(pub crypto.PublicKey) error {
+	msg := pae(PayloadType, s.Payload)
+	var ok bool
+	var v signature.Verifier
+	var err error
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		d := sha256.Sum256(msg)
+		ok = ecdsa.VerifyASN1(k, d[:], s.Signature)
+		v, err = signature.LoadECDSAVerifier(k, crypto.SHA256)
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(k, msg, s.Signature)
+		v, err = signature.LoadED25519Verifier(k)
+	default:
+		return fmt.Errorf("%w: %T", ErrKey, pub)
 	}
-	v, err := signature.LoadECDSAVerifier(pub, crypto.SHA256)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: DSSE signature does not verify with key %s", ErrSignature, KeyID(pub))
 	}
 	tm := root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
 		return root.NewExpiringKey(v, time.Time{}, time.Time{}), nil
@@ -159,7 +173,7 @@ type VerifyOptions struct {
 // key or a broken signature, subjects that differ from the artifacts, a
 // manifest outside its validity window, or one revoked or superseded by a
 // trusted manifest in opts.Others.
-func Verify(bundleJSON []byte, pub *ecdsa.PublicKey, opts VerifyOptions) (*SignedManifest, error) {
+func Verify(bundleJSON []byte, pub crypto.PublicKey, opts VerifyOptions) (*SignedManifest, error) {
 	s, err := ParseBundle(bundleJSON)
 	if err != nil {
 		return nil, err

@@ -29,6 +29,7 @@ import (
 //	PCR5 EV_EFI_GPT_EVENT                    primary GPT header and used entries
 //	PCR4 EV_EFI_BOOT_SERVICES_APPLICATION    the UKI (Authenticode hash, no padding)
 //	PCR11 EV_IPL x2 per section              systemd stub: section name, then payload
+//	PCR4 EV_EFI_BOOT_SERVICES_APPLICATION    the kernel (.linux), only with Secure Boot off
 //	PCR9 EV_EVENT_TAG                        LoadOptions and initrd (Linux EFI stub)
 //	PCR5 EV_EFI_ACTION x2                    ExitBootServices invoked / returned
 //
@@ -139,7 +140,9 @@ func PredictDiskBoot(in *DiskBoot) (*Prediction, error) {
 	if err := predictUKILoad(in, gpt, p); err != nil {
 		return nil, err
 	}
-	predictStub(in, p)
+	if err := predictStub(in, p); err != nil {
+		return nil, err
+	}
 	if err := predictExitBootServices(db, p); err != nil {
 		return nil, err
 	}
@@ -248,10 +251,57 @@ func predictUKILoad(in *DiskBoot, gpt *GPT, p *Prediction) error {
 	return nil
 }
 
-// predictStub adds the systemd stub's PCR 11 events and the Linux EFI
-// stub's PCR 9 events.
-func predictStub(in *DiskBoot, p *Prediction) {
-	var cmdline, initrd []byte
+// stubKernelMedia is the vendor media node GUID of the device path the
+// systemd 252 stub gives the kernel image it starts with LoadImage
+// (src/boot/efi/linux.c at v252).
+var stubKernelMedia = ovmf.MustParseGUID("55c5d1f8-04cd-46b5-8a20-e56cbb3052d0")
+
+// secureBootOn says whether edk2 will run with Secure Boot enabled: a PK is
+// enrolled (AuthVariableLib enters User Mode and, with no SecureBootEnable
+// variable saying otherwise, enables Secure Boot).
+func secureBootOn(vars []byte) bool {
+	vs, err := ParseVarStore("VARS", vars)
+	if err != nil {
+		return false
+	}
+	pk, ok := lookupVar(vs, EFIGlobalVariable, "PK")
+	return ok && len(pk) > 0
+}
+
+// kernelImageEvent is the PCR 4 event of the kernel when the systemd stub
+// starts it through LoadImage, which it does when Secure Boot is off (with
+// Secure Boot on, the 252 stub hands the kernel over without LoadImage and
+// firmware measures nothing).
+func kernelImageEvent(kernel []byte, p *Prediction) error {
+	dp := append([]byte{0x04, 0x03, 20, 0}, stubKernelMedia[:]...) // MEDIA_VENDOR_DP
+	dp = append(dp, endDevicePath...)
+	data := binary.LittleEndian.AppendUint64(nil, 0) // run-time address, not predicted
+	data = binary.LittleEndian.AppendUint64(data, uint64(len(kernel)))
+	data = binary.LittleEndian.AppendUint64(data, 0)
+	data = binary.LittleEndian.AppendUint64(data, uint64(len(dp)))
+	data = append(data, dp...)
+	e := Event{PCR: 4, Type: EvEFIBootServicesApp, Data: data}
+	for _, a := range p.Algs {
+		d, err := PEImageDigest(".linux", kernel, a, PadNone)
+		if err != nil {
+			return err
+		}
+		e.Digests = append(e.Digests, Digest{a, d})
+	}
+	p.Events = append(p.Events, PredictedEvent{Event: e, Source: SourceInputs, DependsOn: []string{"kernel bytes", "Secure Boot off"},
+		Description: fmt.Sprintf("kernel from the UKI's .linux (%d bytes, Authenticode hash), started by the systemd stub with LoadImage", len(kernel))})
+	return nil
+}
+
+// predictStub adds the systemd stub's PCR 11 events, the kernel's PCR 4
+// event when Secure Boot is off, and the Linux EFI stub's PCR 9 events.
+func predictStub(in *DiskBoot, p *Prediction) error {
+	var cmdline, initrd, kernel []byte
+	for _, s := range in.Sections {
+		if s.Name == ".linux" {
+			kernel = s.Data
+		}
+	}
 	for _, name := range SystemdStubMeasuredSections {
 		for _, s := range in.Sections {
 			if s.Name != name {
@@ -268,6 +318,11 @@ func predictStub(in *DiskBoot, p *Prediction) {
 			}
 		}
 	}
+	if kernel != nil && !secureBootOn(in.Vars) {
+		if err := kernelImageEvent(kernel, p); err != nil {
+			return err
+		}
+	}
 	if cmdline != nil {
 		opts := append(ucs2(string(cmdline)), 0, 0)
 		p.add(9, EvEventTag, TaggedEvent(LinuxEventLoadOptions, []byte("LOADED_IMAGE::LoadOptions\x00")), opts,
@@ -277,6 +332,7 @@ func predictStub(in *DiskBoot, p *Prediction) {
 		p.add(9, EvEventTag, TaggedEvent(LinuxEventInitrd, []byte("Linux initrd\x00")), initrd,
 			fmt.Sprintf("initrd (%d bytes, served by the systemd stub through LoadFile2; Linux EFI stub)", len(initrd)), ".initrd")
 	}
+	return nil
 }
 
 // DiskBootPCRs are the PCRs a disk-boot prediction covers.
@@ -286,7 +342,7 @@ var diskPCRWhy = map[uint32]string{
 	1:  "boot variables: BootOrder, the virtio-blk disk (auto-created), UiApp and the UEFI Shell; separator",
 	2:  "separator only: no option ROMs",
 	3:  "separator only",
-	4:  "boot-option action, separator, the UKI's Authenticode hash",
+	4:  "boot-option action, separator, the UKI's Authenticode hash; without Secure Boot also the kernel's (the stub starts it with LoadImage)",
 	5:  "separator, GPT header and entries, ExitBootServices actions",
 	6:  "separator only",
 	7:  "Secure Boot variables from the enrolled VARS store, separator, the db authority that verified the UKI",

@@ -30,7 +30,7 @@ func TestPredictDiskBootNoSecureBoot(t *testing.T) {
 		Firmware: fw, Vars: vars, Disk: fakeGPTDisk(128, 0), UKI: img,
 		Sections: []UKISection{ // deliberately not in measurement order
 			{".initrd", []byte("initrd")}, {".uname", []byte("6.1")}, {".osrel", []byte("ID=x\n")},
-			{".cmdline", []byte("quiet")}, {".linux", []byte("kernel")},
+			{".cmdline", []byte("quiet")}, {".linux", img},
 		},
 		DiskPCI: PCIAddress{Device: 1}, Shell: true, Machine: "q35", MemoryMiB: 1024, VCPUs: 1,
 		Algs: []HashAlg{AlgSHA256},
@@ -40,7 +40,11 @@ func TestPredictDiskBootNoSecureBoot(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
+	kernelEvents := 0
 	for _, e := range p.Events {
+		if e.PCR == 4 && e.Type == EvEFIBootServicesApp {
+			kernelEvents++
+		}
 		if e.Type == EvEFIVariableAuthority {
 			t.Error("authority event without Secure Boot")
 		}
@@ -48,12 +52,15 @@ func TestPredictDiskBootNoSecureBoot(t *testing.T) {
 			names = append(names, "SecureBoot=0")
 		}
 	}
+	if kernelEvents != 2 {
+		t.Errorf("%d PCR 4 image events, want the UKI and (Secure Boot off) the kernel", kernelEvents)
+	}
 	if len(names) != 1 {
 		t.Errorf("SecureBoot variable event with value 0 not found")
 	}
 	// PCR 11 by hand: name (ASCII + NUL) then payload, stub order.
 	pcr11 := make([]byte, 32)
-	for _, s := range [][2]string{{".linux", "kernel"}, {".osrel", "ID=x\n"}, {".cmdline", "quiet"}, {".initrd", "initrd"}} {
+	for _, s := range [][2]string{{".linux", string(img)}, {".osrel", "ID=x\n"}, {".cmdline", "quiet"}, {".initrd", "initrd"}} {
 		n := sha256.Sum256([]byte(s[0] + "\x00"))
 		d := sha256.Sum256([]byte(s[1]))
 		pcr11 = Extend(AlgSHA256, Extend(AlgSHA256, pcr11, n[:]), d[:])

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -203,8 +202,10 @@ func FuzzParseEventLog(f *testing.F) {
 	if b, err := os.ReadFile(fixtureLog); err == nil {
 		f.Add(b)
 	}
-	seeds, _ := filepath.Glob("testdata/fuzz/FuzzParseEventLog/*")
-	_ = seeds // go test picks these up itself
+	for _, n := range []int{0, 20, 40, 90, len(good) - 1} { // truncations like the table test's
+		f.Add(good[:n])
+	}
+	f.Add(append(bytes.Clone(good), bytes.Repeat([]byte{0xff}, 16)...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 1<<16 {
 			return
@@ -229,7 +230,6 @@ func FuzzParseEventLog(f *testing.F) {
 				_, _ = l.Replay(a)
 			}
 		}
-		_ = DescribeEvent
 		for i := range l.Events {
 			_ = DescribeEvent(&l.Events[i])
 		}

@@ -34,7 +34,7 @@ func debianKernel(t testing.TB) []byte {
 
 // TestKernelDigestRealBoots checks the PCR 4 kernel digest against the
 // EV_EFI_BOOT_SERVICES_APPLICATION digests OVMF logged in real boots
-// (testdata/provenance/tpm.md, boots b1 and b2) of the Debian 6.1 kernel.
+// (testdata/provenance/tpm.md, boots b1, b2 and b3072) of the Debian 6.1 kernel.
 func TestKernelDigestRealBoots(t *testing.T) {
 	k := debianKernel(t)
 	for _, tc := range []struct {
@@ -46,6 +46,8 @@ func TestKernelDigestRealBoots(t *testing.T) {
 	}{
 		{"1024MiB initrd 2673152", 1024, 2673152, "console=ttyS0 panic=-1", "595118b54557bc4cb4aabc1716ec089ae24bf51a0021b89634e34fc6886bb2e6"},
 		{"1536MiB initrd 2796544", 1536, 2796544, "console=ttyS0 panic=-1 quiet foo=bar", "1f465f67039c93abda363a7a762f866b6e35c521f5feae76a1ba3439434dbe71"},
+		// 3072 MiB: q35 maps only 2 GiB below 4G; vga=791 sets vid_mode.
+		{"3072MiB vga=791 initrd 2673152", 3072, 2673152, "console=ttyS0 panic=-1 quiet vga=791", "f3a8eed6069a02d700d349f5d5b2cf61c06c9087521129ea23438cd5ea2733ef"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			below, err := QEMUBelow4G("q35", tc.memMiB)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/mkcvm/mkcvm/ovmf"
@@ -139,6 +138,10 @@ type Prediction struct {
 	Basis map[uint32]string
 	// Why explains the basis of each PCR in words.
 	Why map[uint32]string
+
+	// in are the inputs, kept so Explain can test alternative explanations
+	// of a differing event (nil for a prediction read from a manifest).
+	in *DirectBoot
 }
 
 // Basis values (manifest.TPMValues.Basis).
@@ -167,7 +170,7 @@ func PredictDirectBoot(in *DirectBoot) (*Prediction, error) {
 	if len(algs) == 0 {
 		algs = []HashAlg{AlgSHA1, AlgSHA256, AlgSHA384, AlgSHA512}
 	}
-	p := &Prediction{Algs: algs}
+	p := &Prediction{Algs: algs, in: in}
 	steps := []func(*DirectBoot, *Prediction) error{
 		predictPCR0Firmware, predictPCR7, predictKernel, predictBootVars, predictSeparators,
 		predictLinuxStub, predictExitBootServices,
@@ -471,7 +474,11 @@ func (p *Prediction) finish(in *DirectBoot) {
 		p.Basis[10], p.Why[10] = BasisNotPinned, "IMA's boot_aggregate covers PCRs 0-9, and PCR 0 is not pinned"
 		return
 	}
-	agg, _ := IMABootAggregate(p.PCRs[AlgSHA256])
+	agg, err := IMABootAggregate(p.PCRs[AlgSHA256])
+	if err != nil {
+		p.Basis[10], p.Why[10] = BasisNotPinned, "IMA's boot_aggregate is computed over the sha256 bank, which the prediction does not carry"
+		return
+	}
 	for _, a := range p.Algs {
 		p.PCRs[a][10] = IMAPCR10(agg, a, DebianKernelHashes)
 	}
@@ -523,7 +530,7 @@ func (p *Prediction) NotPinnedPCRs() []uint32 {
 			out = append(out, pcr)
 		}
 	}
-	return slices.Clip(out)
+	return out
 }
 
 func decodeHexString(s string) ([]byte, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -122,6 +123,9 @@ func Explain(p *Prediction, actual *EventLog, quoted map[HashAlg]map[uint32][]by
 			v.Verdict = VerdictMatch
 		default:
 			v.Verdict, v.Hint = VerdictDiffer, differHint(v.Actual, v.Predicted)
+			if alt := p.alternative(v.Actual); alt != "" {
+				v.Hint += "; " + alt
+			}
 		}
 		x.Events = append(x.Events, v)
 	}
@@ -146,7 +150,7 @@ func alignEvents(pred []PredictedEvent, act []Event) []pair {
 	}
 	matchOfAct := map[int]int{}
 	var missing []pair // p index, anchor actual index (-1: before all)
-	for _, pcr := range slices.Sorted(mapsKeys(pcrs)) {
+	for _, pcr := range slices.Sorted(maps.Keys(pcrs)) {
 		var pi, ai []int
 		for i, e := range pred {
 			if e.PCR == pcr {
@@ -160,14 +164,12 @@ func alignEvents(pred []PredictedEvent, act []Event) []pair {
 		}
 		m := lcs(len(pi), len(ai), func(i, j int) bool { return sameKind(&pred[pi[i]].Event, &act[ai[j]]) })
 		anchor := -1
-		j := 0
 		for i := range pi {
 			if k, ok := m[i]; ok {
 				matchOfAct[ai[k]] = pi[i]
-				anchor, j = ai[k], k+1
+				anchor = ai[k]
 				continue
 			}
-			_ = j
 			missing = append(missing, pair{pi[i], anchor})
 		}
 	}
@@ -214,15 +216,6 @@ func sameKind(a, b *Event) bool {
 	return true
 }
 
-func mapsKeys(m map[uint32]bool) func(func(uint32) bool) {
-	return func(yield func(uint32) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
 
 // lcs returns a longest common subsequence of two sequences as a map from
 // index in the first to index in the second.
@@ -375,4 +368,31 @@ func explainPCRs(p *Prediction, actual *EventLog, quoted map[HashAlg]map[uint32]
 		}
 	}
 	return out
+}
+
+// alternative tests explanations of a differing kernel event against the
+// prediction's inputs: the firmware hashed the kernel file unmodified (the
+// VMM did not edit the setup header, as for SEV guests or other VMMs), or
+// QEMU patched it for a boot without an initrd.
+func (p *Prediction) alternative(a *Event) string {
+	in := p.in
+	if in == nil || a.Type != EvEFIBootServicesApp || a.PCR != 4 {
+		return ""
+	}
+	alg := AlgSHA256
+	want := a.Digest(alg)
+	if want == nil {
+		return ""
+	}
+	if d, err := PEImageDigest("kernel", in.Kernel, alg, PadNone); err == nil && bytes.Equal(d, want) {
+		return "the log's digest is the Authenticode hash of the unmodified kernel file: the VMM did not patch the setup header (not a QEMU direct boot, or an SEV guest)"
+	}
+	below, err := QEMUBelow4G(in.Machine, in.MemoryMiB)
+	if err != nil {
+		return ""
+	}
+	if d, err := KernelDigest("kernel", in.Kernel, QEMULinuxLoad{Cmdline: in.Cmdline, BelowFourG: below}, alg); err == nil && bytes.Equal(d, want) {
+		return "the log's digest is this kernel as QEMU patches it for a boot without -initrd"
+	}
+	return ""
 }

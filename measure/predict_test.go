@@ -363,3 +363,30 @@ func TestExplainSecureBootBoot(t *testing.T) {
 		t.Errorf("missing kernel event flagged %v, missing LoadOptions flagged %v:\n%s", missingKernel, missingOpts, x.Text(AlgSHA256))
 	}
 }
+
+func TestExplainUnpatchedKernel(t *testing.T) {
+	p, real := predictFixture(t)
+	k := debianKernel(t)
+	for i := range real.Events {
+		e := &real.Events[i]
+		if e.Type == EvEFIBootServicesApp {
+			for j, d := range e.Digests {
+				v, err := PEImageDigest("k", k, d.Alg, PadNone)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.Digests[j].Value = v
+			}
+		}
+	}
+	x := Explain(p, real, nil)
+	for _, v := range x.Events {
+		if v.Verdict == VerdictDiffer && v.Predicted.Type == EvEFIBootServicesApp {
+			if !strings.Contains(v.Hint, "unmodified kernel file") {
+				t.Errorf("hint %q", v.Hint)
+			}
+			return
+		}
+	}
+	t.Error("kernel event not reported as differing")
+}

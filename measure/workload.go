@@ -3,6 +3,7 @@ package measure
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
@@ -232,6 +233,11 @@ type WorkloadValues struct {
 	PCRSHA256 [32]byte // WorkloadPCR, sha256 bank
 	PCRSHA384 [48]byte // WorkloadPCR, sha384 bank
 	RTMR      [48]byte // RTMR WorkloadRTMR (SHA-384)
+	// The runner extends every bank a TPM has (so no bank of WorkloadPCR
+	// is left at its reset value for someone else to extend); these are
+	// the sha1 and sha512 banks' values.
+	PCRSHA1   [20]byte
+	PCRSHA512 [64]byte
 }
 
 // ReplayWorkload extends zeroed registers with the events' digests
@@ -244,6 +250,10 @@ func ReplayWorkload(events []WorkloadEvent) WorkloadValues {
 		v.PCRSHA256 = sha256.Sum256(append(v.PCRSHA256[:], d256[:]...))
 		d384 := sha512.Sum384(e.encoded())
 		v.PCRSHA384 = sha512.Sum384(append(v.PCRSHA384[:], d384[:]...))
+		d1 := sha1.Sum(e.encoded())
+		v.PCRSHA1 = sha1.Sum(append(v.PCRSHA1[:], d1[:]...))
+		d512 := sha512.Sum512(e.encoded())
+		v.PCRSHA512 = sha512.Sum512(append(v.PCRSHA512[:], d512[:]...))
 	}
 	v.RTMR = v.PCRSHA384
 	return v

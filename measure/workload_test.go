@@ -27,6 +27,8 @@ const (
 	katLog        = "9f624ff8df5127640b0ee074073a754e63fff768788fe77c97724a380e946d7b"
 	katReportData = "b4830f8941f1f3736c94bb47ea9830a677aca5e0347508e019fa0aff1c1ac90e16a82b54b5c8eb1641fca474df7c39c6b1fda1080c7a95ac295f00f81bb739af"
 	katTPMNonce   = "98850073308fa734ac30f9c9a7ce620cd1b0348599ab565e8304bd45a990ef0a"
+	katPCR1       = "201056938d015867d0ec0bfcc0f7bcc4a8cf81fa"
+	katPCR512     = "a2c5ebe4c89509e42e9316a1c567d80caf90a1fd835130a78fd6bbb582fa1eddcaf7610ce48236f95f90a41ad022628af927c1cdc1b58a2f2d1c02bb2a69c22b"
 )
 
 func TestPredictWorkloadKAT(t *testing.T) {
@@ -38,6 +40,8 @@ func TestPredictWorkloadKAT(t *testing.T) {
 		"pcr256": hex.EncodeToString(v.PCRSHA256[:]),
 		"pcr384": hex.EncodeToString(v.PCRSHA384[:]),
 		"rtmr":   hex.EncodeToString(v.RTMR[:]),
+		"pcr1":   hex.EncodeToString(v.PCRSHA1[:]),
+		"pcr512": hex.EncodeToString(v.PCRSHA512[:]),
 	}
 	log := MarshalWorkloadLog(ev)
 	ld := sha256.Sum256(log)
@@ -46,7 +50,7 @@ func TestPredictWorkloadKAT(t *testing.T) {
 	rd, tn := b.ReportData(), b.TPMNonce()
 	got["report_data"] = hex.EncodeToString(rd[:])
 	got["tpm_nonce"] = hex.EncodeToString(tn[:])
-	want := map[string]string{"pcr256": katPCR256, "pcr384": katPCR384, "rtmr": katPCR384, "log": katLog,
+	want := map[string]string{"pcr256": katPCR256, "pcr384": katPCR384, "rtmr": katPCR384, "log": katLog, "pcr1": katPCR1, "pcr512": katPCR512,
 		"report_data": katReportData, "tpm_nonce": katTPMNonce}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("values (-want +got):\n%s", d)

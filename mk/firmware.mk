@@ -22,6 +22,7 @@ DEB_SRC_LIST := /etc/apt/sources.list.d/mkcvm-deb-src.sources
 TEST_PREREQS += firmware-src
 test: export MKCVM_FIRMWARE_BUILD := 1
 test: export MKCVM_SRCDIR := $(FIRMWARE_SRCDIR)
+test: export MKCVM_FIRMWARE_CACHE := $(FIRMWARE_CACHE)
 
 .PHONY: deb-src firmware-src firmware
 

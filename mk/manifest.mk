@@ -10,6 +10,8 @@ export MKCVM_COSIGN := $(COSIGN)
 # docker-registry: Debian's distribution 2.8 server (no referrers API), for
 # the publish/fetch tests' tag-fallback path.
 DEBS += docker-registry
+# python3-jsonschema: an independent validator of our JSON Schema output.
+DEBS += python3-jsonschema
 TEST_PREREQS += cosign
 
 .PHONY: cosign

@@ -35,5 +35,5 @@ tpm-profile: deps debs build
 	mkdir -p $$d/root; CGO_ENABLED=0 $(GO) build -trimpath -o $$d/root/init ./cmd/mkcvm-init; \
 	(cd $$d/root && echo init | cpio -o -H newc --quiet > $$d/initrd.cpio); mkdir -p $$(dirname $(TPM_PROFILE)); \
 	timeout 300 nice -n 10 bin/mkcvm capture --kernel $$d/boot/vmlinuz-6.1.0-50-amd64 --initrd $$d/initrd.cpio \
-	  --append "console=ttyS0 panic=-1" --memory 1024 --vcpus 1 --machine q35 \
+	  --append "console=ttyS0 panic=-1 quiet" --memory 1024 --vcpus 1 --machine q35 \
 	  --ovmf-version "Debian ovmf $$(dpkg-query -W -f='$${Version}' ovmf)" -o $(TPM_PROFILE)

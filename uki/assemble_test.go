@@ -139,6 +139,15 @@ func debianStub(t *testing.T) []byte {
 // checks the section table with binutils' objdump, as ukify's users do.
 func TestAssembleDebianStubObjdump(t *testing.T) {
 	stub := debianStub(t)
+	// The linker's own CheckSum of the stub is a known answer for Checksum.
+	p, err := uki.ParsePE("stub", stub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csOff := p.SectionTableOffset() - 240 + 64 // optional header (240 bytes) + CheckSum offset
+	if want, got := binary.LittleEndian.Uint32(stub[csOff:]), uki.Checksum(stub, csOff); got != want {
+		t.Errorf("Checksum(stub) = 0x%x, the stub says 0x%x", got, want)
+	}
 	out, err := uki.Assemble("linuxx64.efi.stub", stub, testSections())
 	if err != nil {
 		t.Fatal(err)

@@ -214,24 +214,43 @@ func (p *PE) Section(name string) (SectionHeader, bool) {
 }
 
 // Checksum computes the PE image checksum of b (the optional header
-// CheckSum field, §3.4.2): the 16-bit one's-complement-style sum of the file
-// with the CheckSum field read as zero, plus the file length.
+// CheckSum field, §3.4.2; the algorithm of imagehlp's CheckSumMappedFile):
+// the one's-complement sum of the file's 16-bit little-endian words, with
+// the 4-byte CheckSum field at checksumOff read as zero, folded to 16 bits,
+// plus the file length.
 func Checksum(b []byte, checksumOff int) uint32 {
-	var sum uint64
-	for i := 0; i+1 < len(b); i += 2 {
-		w := uint64(binary.LittleEndian.Uint16(b[i:]))
-		if i == checksumOff || i == checksumOff+2 {
-			w = 0
-		}
-		sum += w
-		sum = (sum & 0xffff) + (sum >> 16)
+	sum := wordSum(b)
+	if checksumOff >= 0 && checksumOff+4 <= len(b) {
+		// Replace the words overlapping the field by their value with the
+		// field zeroed.
+		lo, hi := checksumOff&^1, min((checksumOff+4+1)&^1, len(b)&^1)
+		w := make([]byte, hi-lo)
+		copy(w, b[lo:hi])
+		clear(w[checksumOff-lo : checksumOff-lo+4])
+		sum = sum - wordSum(b[lo:hi]) + wordSum(w)
 	}
-	if len(b)%2 == 1 {
-		sum += uint64(b[len(b)-1])
-		sum = (sum & 0xffff) + (sum >> 16)
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
 	}
-	sum = (sum & 0xffff) + (sum >> 16)
 	return uint32(sum) + uint32(len(b))
+}
+
+// wordSum adds the 16-bit little-endian words of b (a trailing odd byte
+// counts as a word with a zero high byte) without folding carries.
+func wordSum(b []byte) uint64 {
+	var sum uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		v := binary.LittleEndian.Uint64(b[i:])
+		sum += v&0xffff + v>>16&0xffff + v>>32&0xffff + v>>48
+	}
+	for ; i+1 < len(b); i += 2 {
+		sum += uint64(binary.LittleEndian.Uint16(b[i:]))
+	}
+	if i < len(b) {
+		sum += uint64(b[i])
+	}
+	return sum
 }
 
 // SetChecksum recomputes the optional header CheckSum of a PE32+ image in

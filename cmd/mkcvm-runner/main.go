@@ -48,9 +48,14 @@ func (c console) logf(stage, format string, args ...any) {
 
 func main() {
 	if runner.IsChild() {
-		err := runner.ChildMain()
-		fmt.Fprintf(os.Stderr, "mkcvm-runner: workload setup: %v\n", err)
+		runner.ReportChildError(runner.ChildMain())
 		os.Exit(127)
+	}
+	if os.Getpid() != 1 {
+		// It mounts over /run and /tmp and powers the machine off: never
+		// on a host by accident.
+		fmt.Fprintln(os.Stderr, "mkcvm-runner: refusing to run as anything but init (PID 1); it belongs in an mkcvm initrd")
+		os.Exit(2)
 	}
 	// Libraries (u-root's dhclient) log packet dumps with the standard
 	// logger; the console carries only stage-marked lines.
@@ -79,9 +84,6 @@ func main() {
 		con.logf("outcome", "%s code %d", outcome, code)
 	}
 	con.logf("outcome", "%s", action)
-	if os.Getpid() != 1 {
-		os.Exit(code)
-	}
 	if err := runner.Halt(action); err != nil {
 		con.logf("outcome", "%s: %v; holding", action, err)
 	}
@@ -98,6 +100,12 @@ func run(ctx context.Context, con console) (string, int, *runner.Config, error) 
 	con.logf(runner.StageConfig, "image %s tee %s net %s", cfg.Image, cfg.TEE, cfg.Net)
 	if err := runner.LoadModules(cfg.Modules); err != nil {
 		return outcomeBoot, 0, cfg, err
+	}
+	if len(cfg.Modules) > 0 {
+		// A module may have brought a mount point (configfs for configfs-tsm).
+		if err := runner.MountBase(); err != nil {
+			con.logf(runner.StageBoot, "mounts after modules: %v", err)
+		}
 	}
 	tees, err := runner.OpenTEEs(cfg.TEE, runner.ProbeLinux)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/mkcvm/mkcvm/builder"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -65,7 +67,9 @@ func (f *recipeFlags) load(path string) (*recipeEnv, error) {
 }
 
 func (e *recipeEnv) fetcher() *builder.SourceFetcher {
-	return builder.NewSourceFetcher(e.recipe, e.root, e.debs)
+	f := builder.NewSourceFetcher(e.recipe, e.root, e.debs)
+	f.Remote = []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	return f
 }
 
 // moduleDir finds the go.mod above the recipe, else above the current

@@ -34,11 +34,19 @@ event log and PCRs to the serial console (cmd/mkcvm-init, or the mkcvm
 runner), and writes the platform profile: the event log, PCRs, QEMU/swtpm
 versions, OVMF digests, machine, memory, vCPUs and device list. The profile
 pins what OVMF measures after running in the VM (PCR0's PEI volume); pass it
-to 'mkcvm measure tpm --profile' or name it in a recipe shape.`,
+to 'mkcvm measure tpm --profile' or name it in a recipe shape. The kernel,
+initrd and command line of the capture do not affect the profile; without
+--append the capture uses "console=ttyS0 panic=-1 quiet" (keep "quiet": kernel
+messages interleaved with the dump make it unreadable).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return fmt.Errorf("-o/--out is required")
+			}
+			if f.appendLine == "" {
+				// quiet keeps kernel messages from interleaving with the
+				// init's dump on the serial console.
+				f.appendLine = "console=ttyS0 panic=-1 quiet"
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +18,7 @@ func init() { addCommand(newExplainCmd) }
 func newExplainCmd() *cobra.Command {
 	var f tpmInputFlags
 	var manifestPath, shape, pcrsPath, bank string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "explain EVENTLOG [--kernel K ... | --manifest M] [--pcrs FILE]",
 		Short: "Explain a TPM event log event by event against the prediction",
@@ -56,7 +59,13 @@ replay. Exits 0 only when everything matches, 1 otherwise.`,
 				}
 			}
 			x := measure.Explain(p, log, quoted)
-			fmt.Fprint(cmd.OutOrStdout(), x.Text(alg))
+			if asJSON {
+				if err := writeExplainJSON(cmd, x); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprint(cmd.OutOrStdout(), x.Text(alg))
+			}
 			if !x.AllMatch() {
 				return &ExitError{Code: 1, Err: errors.New("event log differs from the prediction")}
 			}
@@ -69,6 +78,7 @@ replay. Exits 0 only when everything matches, 1 otherwise.`,
 	fl.StringVar(&shape, "shape", "", "with --manifest: the shape name (default: the only TPM shape)")
 	fl.StringVar(&pcrsPath, "pcrs", "", "PCR values read from the TPM (tpm2_pcrread output or PCR<n> <hex> lines)")
 	fl.StringVar(&bank, "bank", "sha256", "bank shown in the event table and for PCR lines without a bank")
+	fl.BoolVar(&asJSON, "json", false, "print JSON: all_match, events (index, pcr, type, verdict, digests, predicted, measures, why) and pcrs")
 	return cmd
 }
 
@@ -102,4 +112,70 @@ func explainPrediction(f *tpmInputFlags, manifestPath, shape string, log *measur
 		return nil, fmt.Errorf("manifest %s: %d TPM shapes match %q (name one with --shape)", manifestPath, len(found), shape)
 	}
 	return builder.PredictionFromManifest(found[0].TPM)
+}
+
+// explainJSON is the --json output of `mkcvm explain`.
+type explainJSON struct {
+	AllMatch bool               `json:"all_match"`
+	Events   []explainEventJSON `json:"events"`
+	PCRs     []explainPCRJSON   `json:"pcrs"`
+}
+
+type explainEventJSON struct {
+	Index     int               `json:"index"` // 0: predicted event absent from the log
+	PCR       uint32            `json:"pcr"`
+	Type      string            `json:"type"`
+	Verdict   string            `json:"verdict"`
+	Digests   map[string]string `json:"digests,omitempty"`
+	Predicted map[string]string `json:"predicted,omitempty"`
+	Measures  string            `json:"measures"`
+	Why       string            `json:"why,omitempty"`
+}
+
+type explainPCRJSON struct {
+	Bank      string `json:"bank"`
+	PCR       uint32 `json:"pcr"`
+	Verdict   string `json:"verdict"`
+	Predicted string `json:"predicted,omitempty"`
+	Log       string `json:"log,omitempty"`
+	TPM       string `json:"tpm,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+func digestMap(e *measure.Event) map[string]string {
+	if e == nil {
+		return nil
+	}
+	m := map[string]string{}
+	for _, d := range e.Digests {
+		m[d.Alg.String()] = hex.EncodeToString(d.Value)
+	}
+	return m
+}
+
+func writeExplainJSON(cmd *cobra.Command, x *measure.Explanation) error {
+	out := explainJSON{AllMatch: x.AllMatch(), Events: []explainEventJSON{}, PCRs: []explainPCRJSON{}}
+	for _, v := range x.Events {
+		e := v.Actual
+		if e == nil {
+			e = &v.Predicted.Event
+		}
+		j := explainEventJSON{Index: v.Index, PCR: e.PCR, Type: e.Type.String(), Verdict: string(v.Verdict),
+			Measures: measure.DescribeEvent(e), Why: v.Hint}
+		if v.Actual != nil {
+			j.Digests = digestMap(v.Actual)
+		}
+		if v.Predicted != nil {
+			j.Predicted = digestMap(&v.Predicted.Event)
+			j.Measures = v.Predicted.Description
+		}
+		out.Events = append(out.Events, j)
+	}
+	for _, p := range x.PCRs {
+		out.PCRs = append(out.PCRs, explainPCRJSON{Bank: p.Alg.String(), PCR: p.PCR, Verdict: string(p.Verdict),
+			Predicted: hex.EncodeToString(p.Predicted), Log: hex.EncodeToString(p.Replayed), TPM: hex.EncodeToString(p.Quoted), Reason: p.Reason})
+	}
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }

@@ -17,7 +17,8 @@ func init() {
 			Use:   "lock RECIPE",
 			Short: "Re-resolve the Debian package pins of a recipe and print the changes",
 			Long: "lock finds the newest version of every pinned Debian package (in --debdir / $MKCVM_DEBDIR, and with\n" +
-				"--apt the apt candidate, downloaded with apt-get download), extracts the pinned member and prints\n" +
+				"--apt, or when no deb folder is given, the apt candidate, downloaded with apt-get download), extracts\n" +
+				"the pinned member and prints\n" +
 				"each pin that changes (version, deb, sha256, size). --write updates the recipe file.",
 			Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,7 +32,7 @@ func init() {
 					return err
 				}
 				defer os.RemoveAll(work)
-				cs, err := builder.Lock(cmd.Context(), env.recipe, builder.LockOptions{DebDirs: env.debs, Apt: apt, WorkDir: work, Root: env.root})
+				cs, err := builder.Lock(cmd.Context(), env.recipe, builder.LockOptions{DebDirs: env.debs, Apt: apt || len(env.debs) == 0, WorkDir: work, Root: env.root})
 				if f.json {
 					b, jerr := json.MarshalIndent(cs, "", "  ")
 					if jerr != nil {
@@ -61,7 +62,7 @@ func init() {
 			},
 		}
 		f.RegisterFlags(cmd.Flags())
-		cmd.Flags().BoolVar(&apt, "apt", false, "also ask apt for the candidate version and download it")
+		cmd.Flags().BoolVar(&apt, "apt", false, "also ask apt for the candidate version and download it (the default without deb folders)")
 		cmd.Flags().BoolVar(&write, "write", false, "rewrite the recipe with the new pins")
 		return cmd
 	})

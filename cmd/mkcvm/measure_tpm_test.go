@@ -93,6 +93,17 @@ func TestMeasureTPMAndExplain(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "depends on the initrd bytes") || !strings.Contains(out, "differ") {
 		t.Errorf("explain: exit %d, want 1 and the initrd named:\n%s", code, out)
 	}
+	out, _, code = tpmRunCLI(t, append([]string{"explain", "--json", td + "q35-1024m-1cpu.eventlog"}, args...)...)
+	var xj struct {
+		AllMatch bool `json:"all_match"`
+		Events   []struct {
+			Index   int    `json:"index"`
+			Verdict string `json:"verdict"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(out), &xj); err != nil || code != 1 || xj.AllMatch || len(xj.Events) != 24 || xj.Events[21].Verdict != "differ" || xj.Events[21].Index != 22 {
+		t.Errorf("explain --json: exit %d, %v, %+v", code, err, xj)
+	}
 	_, errs, code = tpmRunCLI(t, "explain", filepath.Join(dir, "initrd"), "--kernel", kernel)
 	if code != 2 || !strings.Contains(errs, "event 0") {
 		t.Errorf("explain on a non-log: exit %d, %s", code, errs)

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +22,7 @@ func (f *registryFlags) register(cmd *cobra.Command) {
 }
 
 func (f *registryFlags) client() *manifest.OCIRegistry {
-	r := &manifest.OCIRegistry{Log: logger()}
+	r := &manifest.OCIRegistry{Log: logger(), Remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}}
 	if f.insecure {
 		r.Name = append(r.Name, name.Insecure)
 	}

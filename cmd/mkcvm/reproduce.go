@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,7 +53,7 @@ mismatch.`,
 				return err
 			}
 			if f.rebuild {
-				r, err := rebuildRows(cmd, m, f)
+				r, err := rebuildRows(cmd, dir, m, f)
 				if err != nil {
 					return err
 				}
@@ -203,7 +205,7 @@ func measureInputsFromBundle(dir string, m *manifest.Manifest, r *builder.Recipe
 
 // rebuildRows is tier 2: build the recorded recipe again and compare the
 // artifacts bit for bit.
-func rebuildRows(cmd *cobra.Command, m *manifest.Manifest, f reproduceFlags) ([]manifest.ValueRow, error) {
+func rebuildRows(cmd *cobra.Command, dir string, m *manifest.Manifest, f reproduceFlags) ([]manifest.ValueRow, error) {
 	path := f.recipePath
 	if path == "" {
 		tmp, err := os.MkdirTemp("", "mkcvm-rebuild-recipe-")
@@ -230,7 +232,7 @@ func rebuildRows(cmd *cobra.Command, m *manifest.Manifest, f reproduceFlags) ([]
 	}
 	res, err := builder.Build(cmd.Context(), env.recipe, builder.BuildOptions{
 		RecipeText: env.text, ModuleDir: mod, Cache: env.cache, Offline: f.offline,
-		Fetcher: env.fetcher(), Logger: logger(), DryRun: true,
+		Fetcher: newBundleFetcher(dir, m, env.fetcher()), Logger: logger(), DryRun: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)
@@ -268,4 +270,28 @@ func printRows(cmd *cobra.Command, rows []manifest.ValueRow, asJSON bool) error 
 		return &ExitError{Code: 1, Err: fmt.Errorf("%d values differ: %s", len(bad), strings.Join(bad, ", "))}
 	}
 	return nil
+}
+
+// bundleFetcher serves recipe inputs that are also bundle artifacts (the
+// firmware and kernel usually are) from the bundle directory, by sha256;
+// the builder verifies every pin. Other inputs go to next.
+type bundleFetcher struct {
+	dir   string
+	bySHA map[string]string
+	next  builder.Fetcher
+}
+
+func newBundleFetcher(dir string, m *manifest.Manifest, next builder.Fetcher) *bundleFetcher {
+	f := &bundleFetcher{dir: dir, bySHA: map[string]string{}, next: next}
+	for _, a := range m.Artifacts {
+		f.bySHA[a.SHA256] = a.Name
+	}
+	return f
+}
+
+func (f *bundleFetcher) Fetch(ctx context.Context, name string, in builder.Input) (io.ReadCloser, error) {
+	if n, ok := f.bySHA[in.SHA256]; ok {
+		return os.Open(filepath.Join(f.dir, n))
+	}
+	return f.next.Fetch(ctx, name, in)
 }

@@ -18,13 +18,13 @@ func init() {
 }
 
 func newKeygenCmd() *cobra.Command {
-	var out string
+	var out, keyType string
 	cmd := &cobra.Command{
 		Use:   "keygen --out PREFIX",
-		Short: "Create an ECDSA P-256 signing key (PREFIX.key, PKCS #8) and its public key (PREFIX.pub)",
+		Short: "Create a signing key (PREFIX.key, PKCS #8) and its public key (PREFIX.pub)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			priv, pub, err := manifest.GenerateKey(rand.Reader)
+			priv, pub, err := manifest.GenerateKey(rand.Reader, keyType)
 			if err != nil {
 				return err
 			}
@@ -39,6 +39,7 @@ func newKeygenCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "mkcvm", "path prefix of the key files")
+	cmd.Flags().StringVar(&keyType, "type", manifest.KeyECDSAP256, "key type: ecdsa-p256 or ed25519")
 	return cmd
 }
 
@@ -56,7 +57,7 @@ func newSignCmd() *cobra.Command {
 		Short: "Sign a manifest.json as an in-toto statement in a Sigstore bundle (offline)",
 		Long: `sign wraps the canonical manifest in an in-toto Statement (subjects: the
 artifact digests and the OCI bundle digest) in a DSSE envelope inside a
-Sigstore bundle, signed with an ECDSA P-256 key file. --valid-for,
+Sigstore bundle, signed with an ECDSA P-256 or Ed25519 key file. --valid-for,
 --supersedes and --revokes edit the manifest first and rewrite it in place.
 Prints the bundle path.`,
 		Args: cobra.ExactArgs(1),
@@ -64,7 +65,7 @@ Prints the bundle path.`,
 			return runSign(cmd, args[0], f)
 		},
 	}
-	cmd.Flags().StringVar(&f.key, "key", "", "ECDSA P-256 private key (PEM)")
+	cmd.Flags().StringVar(&f.key, "key", "", "ECDSA P-256 or Ed25519 private key (PEM)")
 	cmd.Flags().StringVarP(&f.out, "out", "o", "", "bundle path (default: manifest.sigstore.json next to MANIFEST)")
 	cmd.Flags().DurationVar(&f.validFor, "valid-for", 0, "set expires_at to the build epoch plus this duration")
 	cmd.Flags().StringSliceVar(&f.supersedes, "supersedes", nil, "manifest digest (sha256:...) or signed/unsigned manifest file this one supersedes")

@@ -28,7 +28,11 @@ const snpX64KAT = "f7dfe301e4b1b73b02932cfa3792f883dbb8f2a714e01e5dcbb35ecaf1c93
 
 // cliBundle builds a small recipe (real OVMF suffix, synthetic kernel, one
 // SNP shape) with builder.Build and returns the recipe path and bundle dir.
-func cliBundle(t *testing.T) (string, string) {
+func cliBundle(t *testing.T) (string, string) { return cliBundleB(t) }
+
+// cliBundleB is cliBundle for benchmarks too: tb owns the temp dir.
+func cliBundleB(tb testing.TB) (string, string) {
+	t := tb
 	t.Helper()
 	dir := t.TempDir()
 	fw, err := os.ReadFile("../../measure/testdata/snp/ovmf_OvmfX64_suffix.bin")
@@ -111,7 +115,7 @@ func TestManifestCLI(t *testing.T) {
 	}
 	must = mustT(t)
 	must("keygen", "--out", filepath.Join(keys, "owner"))
-	must("keygen", "--out", filepath.Join(keys, "other"))
+	must("keygen", "--type", "ed25519", "--out", filepath.Join(keys, "other"))
 	pub := filepath.Join(keys, "owner.pub")
 	signed := strings.TrimSpace(must("sign", "--key", filepath.Join(keys, "owner.key"), "--valid-for", "8760h", filepath.Join(bundle, "manifest.json")))
 	if signed != filepath.Join(bundle, "manifest.sigstore.json") {
@@ -136,6 +140,28 @@ func TestManifestCLI(t *testing.T) {
 			if exitCodeOf(err) != 1 || !strings.Contains(err.Error(), tc.msg) {
 				t.Errorf("%s: exit %d, error %v; want exit 1 mentioning %q", tc.name, exitCodeOf(err), err, tc.msg)
 			}
+		}
+	})
+
+	t.Run("export", func(t *testing.T) {
+		for _, format := range []string{"rvps", "constellation", "in-toto", "corim"} {
+			args := []string{"export", "--format", format, "--pub", pub, at, signed}
+			if format == "corim" {
+				args = append(args, "--key", filepath.Join(keys, "owner.key"))
+			}
+			out, _, err := runMkcvm(args...)
+			switch {
+			case format == "constellation":
+				// The bundle has only an SNP shape: no Constellation variant.
+				if err == nil {
+					t.Errorf("constellation export of an SNP-only manifest succeeded")
+				}
+			case err != nil || len(out) == 0:
+				t.Errorf("export %s: %v", format, err)
+			}
+		}
+		if _, _, err := runMkcvm("export", "--format", "rvps", signed); err == nil {
+			t.Errorf("export of a signed manifest without --pub succeeded")
 		}
 	})
 
@@ -171,9 +197,14 @@ func TestManifestCLI(t *testing.T) {
 
 	t.Run("reproduce rebuild", func(t *testing.T) {
 		must := mustT(t)
-		out := must("reproduce", "--rebuild", "--recipe", recipePath, bundle)
+		out := must("reproduce", "--rebuild", "--recipe", recipePath, "--cache", t.TempDir(), bundle)
 		if !strings.Contains(out, "artifact vmlinuz") || strings.Contains(out, " NO") {
 			t.Errorf("reproduce --rebuild:\n%s", out)
+		}
+		// Without the recipe folder: the file inputs come from the bundle.
+		out = must("reproduce", "--rebuild", "--cache", t.TempDir(), bundle)
+		if !strings.Contains(out, "manifest.json") || strings.Contains(out, " NO") {
+			t.Errorf("reproduce --rebuild from the bundle alone:\n%s", out)
 		}
 	})
 

@@ -21,7 +21,8 @@ type verifyFlags struct {
 	known                    []string
 	ak, nonce                string
 	amdRoots, intelRoot      string
-	unsigned                 bool
+	ccel                     string
+	unsigned, fetchCerts     bool
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -32,10 +33,12 @@ func newVerifyCmd() *cobra.Command {
 		Long: `verify first verifies the signed manifest (as verify-manifest), then each
 evidence file: an SNP attestation report (optionally followed by its
 certificate table; signature chain to the AMD root via go-sev-guest,
-offline), a TDX v4 quote (go-tdx-guest, offline) or a TPM evidence JSON
+offline), a TDX v4 quote (go-tdx-guest, offline), a TPM evidence JSON
 (quotes checked with --ak, event log replayed against the quoted PCRs,
-then compared with the manifest). Every register the manifest pins is
-required. Prefix a file with snp:, tdx: or tpm: to skip detection.
+then compared with the manifest), or the runner's GET /evidence JSON
+(binding to --nonce, log and key checked, then each TEE's evidence).
+Every register the manifest pins is required. Prefix a file with snp:,
+tdx:, tpm: or runner: to skip detection.
 Prints a table; exit status 1 means rejected.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -52,6 +55,8 @@ Prints a table; exit status 1 means rejected.`,
 	fl.StringVar(&f.nonce, "nonce", "", "expected nonce (hex): TPM qualifying data, SNP REPORT_DATA / TDX REPORTDATA prefix")
 	fl.StringVar(&f.amdRoots, "amd-roots", "", "PEM file with the AMD ASK and ARK to trust instead of the embedded ones")
 	fl.StringVar(&f.intelRoot, "intel-root", "", "PEM file with the Intel SGX root CA to trust instead of the embedded one")
+	fl.StringVar(&f.ccel, "ccel", "", "TDX: the CC event log (CCEL data) to replay against the quoted RTMRs")
+	fl.BoolVar(&f.fetchCerts, "fetch-certs", false, "fetch a missing SNP VCEK from AMD KDS (network); default offline")
 	fl.BoolVar(&f.unsigned, "insecure-unsigned", false, "accept an unsigned manifest.json (testing only)")
 	_ = cmd.MarkFlagRequired("manifest")
 	return cmd
@@ -84,6 +89,14 @@ func runVerify(cmd *cobra.Command, args []string, f verifyFlags) error {
 		if opts.SNP.TrustedRoots, err = readAMDRoots(f.amdRoots); err != nil {
 			return err
 		}
+	}
+	if f.ccel != "" {
+		if opts.TDX.EventLog, err = os.ReadFile(f.ccel); err != nil {
+			return err
+		}
+	}
+	if f.fetchCerts {
+		opts.SNP.Getter = trust.DefaultHTTPSGetter()
 	}
 	if f.intelRoot != "" {
 		if opts.TDX.TrustedRoots, err = readCertPool(f.intelRoot); err != nil {

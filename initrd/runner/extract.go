@@ -366,8 +366,8 @@ func (x *Extractor) hardlink(target string, hdr *tar.Header) (string, error) {
 // whiteout removes name from a lower layer (OCI image spec, layer.md,
 // "Whiteouts").
 func (x *Extractor) whiteout(dir, name string) (string, error) {
-	if name == "" {
-		return "empty whiteout name", nil
+	if name == "" || name == "." || name == ".." {
+		return fmt.Sprintf("whiteout of %q refused", name), nil
 	}
 	d, err := x.resolveDir(dir, false)
 	if errors.Is(err, fs.ErrNotExist) {

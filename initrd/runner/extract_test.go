@@ -110,6 +110,9 @@ func TestExtractHostile(t *testing.T) {
 		{name: "device nodes and fifo", ents: func(string) []tent {
 			return []tent{{name: "dev/sda", typ: tar.TypeBlock}, {name: "dev/mem", typ: tar.TypeChar}, {name: "fifo", typ: tar.TypeFifo}}
 		}, rejected: []string{"dev/sda", "dev/mem", "fifo"}},
+		{name: "whiteout of dot and dotdot", ents: func(string) []tent {
+			return []tent{{name: "d/f", body: "x"}, {name: "d/.wh.."}, {name: "d/.wh..."}, {name: ".wh.."}}
+		}, rejected: []string{"d/.wh..", "d/.wh...", ".wh.."}, inRoot: []string{"d/f"}},
 		{name: "setuid", ents: func(string) []tent {
 			return []tent{{name: "bin/su", body: "x", mode: 0o4755}, {name: "bin/sg", body: "x", mode: 0o2755}}
 		}, rejected: []string{"bin/su", "bin/sg"}},

@@ -51,6 +51,14 @@ func (x *NSExecutor) Run(ctx context.Context, s *Spec) (int, error) {
 		Cloneflags: unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
 		Pdeathsig:  syscall.SIGKILL,
 	}
+	// The child reports setup failures on fd 3, which is close-on-exec
+	// once the workload starts: an empty read means the exec happened.
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer errR.Close()
+	cmd.ExtraFiles = []*os.File{errW}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, err
@@ -59,9 +67,13 @@ func (x *NSExecutor) Run(ctx context.Context, s *Spec) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	errW.Close()
+	if err != nil {
 		return 0, fmt.Errorf("starting the namespace child: %w", err)
 	}
+	setup := make(chan []byte, 1)
+	go func() { b, _ := io.ReadAll(io.LimitReader(errR, 4096)); setup <- b }()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, p := range []struct {
@@ -72,6 +84,9 @@ func (x *NSExecutor) Run(ctx context.Context, s *Spec) (int, error) {
 	}
 	wg.Wait()
 	err = cmd.Wait()
+	if msg := <-setup; len(msg) > 0 {
+		return 0, fmt.Errorf("%w: %s", ErrSetup, msg)
+	}
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			return 128 + int(ws.Signal()), nil
@@ -101,11 +116,25 @@ func copyLines(r io.Reader, w io.Writer, prefix string, mu *sync.Mutex) {
 	}
 }
 
+// ErrSetup marks failures of the namespace child before the workload's exec.
+var ErrSetup = errors.New("workload setup")
+
+// childErrFD is the child's end of the setup-error pipe (ExtraFiles[0]).
+const childErrFD = 3
+
+// ReportChildError sends a ChildMain failure to the runner.
+func ReportChildError(err error) {
+	f := os.NewFile(childErrFD, "setup-errors")
+	fmt.Fprint(f, err)
+	f.Close()
+}
+
 // ChildMain is the namespace child: it makes the mount namespace private,
 // mounts a minimal /proc and /dev and the share directory into the root,
 // moves the root over "/", chroots, sets the hostname, drops to the image's
 // user and execs the workload. It returns only on failure.
 func ChildMain() error {
+	unix.CloseOnExec(childErrFD)
 	var s Spec
 	if err := json.Unmarshal([]byte(os.Getenv(childEnv)), &s); err != nil {
 		return fmt.Errorf("decoding spec: %w", err)

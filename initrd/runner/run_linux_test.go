@@ -79,3 +79,27 @@ func TestNSExecutor(t *testing.T) {
 		t.Error("the workload's hostname leaked into the host's UTS namespace")
 	}
 }
+
+// TestNSExecutorSetupError: a failure before the workload's exec is a
+// runner error, not a workload exit code.
+func TestNSExecutorSetupError(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root for namespaces")
+	}
+	wd := t.TempDir()
+	root, share := filepath.Join(wd, "root"), filepath.Join(wd, "share")
+	for _, d := range []string{root, share} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out syncBuf
+	x := &NSExecutor{Self: "/proc/self/exe", Out: &out, Prefix: "workload"}
+	_, err := x.Run(t.Context(), &Spec{Root: root, Share: share, Argv: []string{"missing"}, Env: []string{"PATH=/bin"}, Cwd: "/", Hostname: "wl"})
+	if errors.Is(err, syscall.EPERM) {
+		t.Skipf("namespaces not permitted here: %v", err)
+	}
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), `"missing" not found in PATH`) {
+		t.Fatalf("err = %v, want ErrSetup naming the missing entrypoint", err)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,8 +24,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if IsChild() {
-		err := ChildMain()
-		fmt.Fprintf(os.Stderr, "child: %v\n", err)
+		ReportChildError(ChildMain())
 		os.Exit(127)
 	}
 	os.Exit(m.Run())

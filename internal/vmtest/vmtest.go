@@ -46,6 +46,9 @@ type Options struct {
 	Net        []Forward
 	Timeout    time.Duration // default 3 minutes
 	Extra      []string
+	// NoDump skips parsing mkcvm-init's records (for guests whose init is
+	// another program, such as mkcvm-runner); Result.Dump stays nil.
+	NoDump bool
 }
 
 // Result is what a boot produced.
@@ -129,6 +132,9 @@ func Boot(ctx context.Context, t testing.TB, o Options) (*Result, error) {
 	}
 	if runErr != nil {
 		return res, fmt.Errorf("qemu: %w: %s", runErr, strings.TrimSpace(stderr.String()))
+	}
+	if o.NoDump {
+		return res, nil
 	}
 	if d, err := ParseDump(res.Console); err == nil {
 		res.Dump = d

@@ -34,6 +34,8 @@ type Item struct {
 func Detect(b []byte) (Kind, error) {
 	trimmed := bytes.TrimSpace(b)
 	switch {
+	case bytes.HasPrefix(trimmed, []byte("{")) && isRunnerResponse(b):
+		return KindRunner, nil
 	case bytes.HasPrefix(trimmed, []byte("{")) && bytes.Contains(b, []byte(TPMKind)):
 		return KindTPM, nil
 	case len(b) >= 8 && binary.LittleEndian.Uint16(b[0:2]) == 4 && binary.LittleEndian.Uint32(b[4:8]) == 0x81:
@@ -71,6 +73,9 @@ func Verify(m *manifest.Manifest, items []Item, opts Options) (*Report, error) {
 }
 
 func verifyItem(m *manifest.Manifest, it Item, opts Options) (*Report, error) {
+	if it.Kind == KindRunner {
+		return verifyRunner(m, it, opts)
+	}
 	platform := map[Kind]string{KindTPM: "tpm", KindSNP: "snp", KindTDX: "tdx"}[it.Kind]
 	var shapes []*manifest.Shape
 	for i := range m.Shapes {
@@ -125,10 +130,10 @@ func nameSuffix(s string) string {
 }
 
 // ParseItem reads "kind:path"-style arguments: it splits an optional
-// tpm:/snp:/tdx: prefix off name and detects the kind otherwise.
+// tpm:/snp:/tdx:/runner: prefix off name and detects the kind otherwise.
 func ParseItem(arg string, read func(string) ([]byte, error)) (Item, error) {
 	kind, path := Kind(""), arg
-	if k, p, ok := strings.Cut(arg, ":"); ok && (k == string(KindTPM) || k == string(KindSNP) || k == string(KindTDX)) {
+	if k, p, ok := strings.Cut(arg, ":"); ok && (k == string(KindTPM) || k == string(KindSNP) || k == string(KindTDX) || k == string(KindRunner)) {
 		kind, path = Kind(k), p
 	}
 	b, err := read(path)

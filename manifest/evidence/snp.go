@@ -42,6 +42,10 @@ func VerifySNP(evidence []byte, shape *manifest.Shape, opts SNPOptions) *Report 
 		fail("shape "+shape.Name, "manifest has no SNP values for this shape")
 		return r
 	}
+	if opts.Now.IsZero() {
+		fail("signature chain", "no verification time given")
+		return r
+	}
 	if len(evidence) < abi.ReportSize {
 		fail("report", fmt.Sprintf("%d bytes, an attestation report is %d (0x%x)", len(evidence), abi.ReportSize, abi.ReportSize))
 		return r

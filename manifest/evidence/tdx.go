@@ -10,6 +10,7 @@ import (
 	tpb "github.com/google/go-tdx-guest/proto/tdx"
 	"github.com/google/go-tdx-guest/verify"
 	"github.com/mkcvm/mkcvm/manifest"
+	"github.com/mkcvm/mkcvm/measure"
 )
 
 // TDXOptions are the trust inputs of a TDX quote verification.
@@ -20,6 +21,10 @@ type TDXOptions struct {
 	TrustedRoots *x509.CertPool
 	// ReportData, if set, must equal REPORTDATA (zero-padded to 64).
 	ReportData []byte
+	// EventLog is the CC event log (CCEL data) the guest read. If set, it
+	// is replayed against the quoted RTMRs and its events are compared
+	// with the manifest's predicted events of every pinned RTMR.
+	EventLog []byte
 }
 
 // VerifyTDX checks a TDX quote (v4): the PCK chain and quote signatures via
@@ -30,6 +35,10 @@ func VerifyTDX(quote []byte, shape *manifest.Shape, opts TDXOptions) *Report {
 	fail := func(what, detail string) { r.add(Check{Evidence: "tdx", What: what, Detail: detail}) }
 	if shape.TDX == nil {
 		fail("shape "+shape.Name, "manifest has no TDX values for this shape")
+		return r
+	}
+	if opts.Now.IsZero() {
+		fail("signature chain", "no verification time given")
 		return r
 	}
 	q, err := abi.QuoteToProto(quote)
@@ -73,5 +82,57 @@ func VerifyTDX(quote []byte, shape *manifest.Shape, opts TDXOptions) *Report {
 		copy(w, opts.ReportData)
 		cmp("REPORTDATA", hex.EncodeToString(w), body.GetReportData())
 	}
+	if opts.EventLog != nil {
+		compareCCEL(r, shape.TDX, opts.EventLog, rtmrs)
+	}
 	return r
+}
+
+// compareCCEL replays the CC event log against the quoted RTMRs and
+// aligns its events with the manifest's predicted events per pinned RTMR.
+func compareCCEL(r *Report, tv *manifest.TDXValues, ccel []byte, quoted [][]byte) {
+	l, err := measure.ParseCCEL("CC event log", ccel)
+	if err != nil {
+		r.add(Check{Evidence: "tdx", What: "CC event log", Detail: err.Error()})
+		return
+	}
+	replay, err := measure.ReplayRTMRs(l)
+	if err != nil {
+		r.add(Check{Evidence: "tdx", What: "CC event log replay", Detail: err.Error()})
+		return
+	}
+	for i := range min(len(quoted), measure.NumRTMRs) {
+		g, w := hex.EncodeToString(replay[i][:]), hex.EncodeToString(quoted[i])
+		r.add(Check{Evidence: "tdx", What: fmt.Sprintf("CC event log replay RTMR%d", i), Want: w, Got: g, OK: g == w,
+			Detail: detailIf(g != w, "the log does not replay to the quoted RTMR")})
+	}
+	if len(tv.EventLog) == 0 {
+		return
+	}
+	for i := range measure.NumRTMRs {
+		if tv.RTMRBasis[i] == "not-pinned" {
+			continue
+		}
+		mr := i + measure.CCMRIndexRTMR0
+		var want []manifest.Event
+		for _, e := range tv.EventLog {
+			if e.PCR == mr {
+				want = append(want, e)
+			}
+		}
+		var got []logged
+		for j, e := range l.Events {
+			if int(e.PCR) == mr && e.Type != measure.EvNoAction {
+				got = append(got, logged{index: j + 1, typ: e.Type.String(), digest: hex.EncodeToString(e.Digest(measure.AlgSHA384))})
+			}
+		}
+		diffs := diffEvents(want, got, "sha384")
+		c := Check{Evidence: "tdx", What: fmt.Sprintf("RTMR%d events", i), OK: len(diffs) == 0}
+		if c.OK {
+			c.Detail = fmt.Sprintf("%d events as predicted", len(got))
+		} else {
+			c.Detail = joinStrings(diffs)
+		}
+		r.add(c)
+	}
 }

@@ -1,7 +1,9 @@
 package export
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
 	"maps"
@@ -35,12 +37,13 @@ func niAlg(bank string) (uint64, bool) {
 	return 0, false
 }
 
-// CoRIM returns a COSE_Sign1 signed CoRIM (ES256 with key) with one CoMID
+// CoRIM returns a COSE_Sign1 signed CoRIM (ES256 with an ECDSA P-256
+// key, EdDSA with an Ed25519 key) with one CoMID
 // whose reference-value triples carry every pinned value: per shape an
 // environment (vendor "mkcvm", model "<recipe>/<shape>/<platform>") and
 // measurements keyed by uint: SNP 0 = launch digest; TDX 0 = MRTD,
 // 1..4 = RTMR0..3; TPM the PCR index with one digest per bank.
-func CoRIM(m *manifest.Manifest, key *ecdsa.PrivateKey) ([]byte, error) {
+func CoRIM(m *manifest.Manifest, key crypto.Signer) ([]byte, error) {
 	digest, err := manifest.Digest(m)
 	if err != nil {
 		return nil, err
@@ -73,7 +76,15 @@ func CoRIM(m *manifest.Manifest, key *ecdsa.PrivateKey) ([]byte, error) {
 		}
 		sc.Meta.SetValidity(na, &nb)
 	}
-	signer, err := cose.NewSigner(cose.AlgorithmES256, key)
+	alg := cose.AlgorithmES256
+	switch k := key.(type) {
+	case ed25519.PrivateKey:
+		alg = cose.AlgorithmEdDSA
+	case *ecdsa.PrivateKey:
+	default:
+		return nil, fmt.Errorf("corim: %T keys are not supported (ECDSA P-256, Ed25519)", k)
+	}
+	signer, err := cose.NewSigner(alg, key)
 	if err != nil {
 		return nil, err
 	}

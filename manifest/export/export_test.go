@@ -3,6 +3,7 @@ package export_test
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
@@ -124,6 +125,18 @@ func TestCoRIM(t *testing.T) {
 	}
 	if err := sc.Verify(&key.PublicKey); err != nil {
 		t.Fatalf("Verify: %v", err)
+	}
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	eb, err := export.CoRIM(m, edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var esc corim.SignedCorim
+	if err := esc.FromCOSE(eb); err != nil {
+		t.Fatalf("FromCOSE (EdDSA): %v", err)
+	}
+	if err := esc.Verify(edKey.Public()); err != nil {
+		t.Fatalf("Verify (EdDSA): %v", err)
 	}
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err := sc.Verify(&other.PublicKey); err == nil {

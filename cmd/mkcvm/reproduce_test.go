@@ -1,0 +1,84 @@
+package main
+
+import (
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mkcvm/mkcvm/builder"
+	"github.com/mkcvm/mkcvm/manifest"
+)
+
+// benchBundle builds the default recipe (TPM, SNP and TDX shapes) when its
+// .debs are in $MKCVM_DEBDIR, else the small SNP-only test recipe.
+func benchBundle(b *testing.B) (string, *manifest.Manifest) {
+	b.Helper()
+	out := filepath.Join(b.TempDir(), "out")
+	if dir := os.Getenv("MKCVM_DEBDIR"); dir != "" {
+		r, text, root, err := builder.LoadRecipe("../../recipes/debian-bookworm.toml")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer root.Close()
+		wd, _ := os.Getwd()
+		cacheDir, _ := builder.DefaultCacheDir()
+		_, err = builder.Build(b.Context(), r, builder.BuildOptions{Out: out, RecipeText: text, ModuleDir: filepath.Join(wd, "..", ".."),
+			Cache: &builder.Cache{Dir: cacheDir}, Fetcher: builder.NewSourceFetcher(r, root, filepath.SplitList(dir))})
+		if err != nil {
+			b.Logf("default recipe not buildable here (%v); using the small recipe", err)
+			out = ""
+		}
+	}
+	if out == "" || !fileExists(filepath.Join(out, "manifest.json")) {
+		_, out = cliBundleB(b)
+	}
+	raw, err := os.ReadFile(filepath.Join(out, "manifest.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := manifest.Decode(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out, m
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// BenchmarkReproduceTier1 recomputes every reference value of a bundle
+// (target: the default recipe in under 1 s on one core). Compare with
+// BenchmarkReproduceHashFloor, one SHA-256 pass over the same artifacts,
+// which tier 1 must do anyway.
+func BenchmarkReproduceTier1(b *testing.B) {
+	dir, m := benchBundle(b)
+	b.ResetTimer()
+	for b.Loop() {
+		rows, err := recomputeValues(dir, m, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range rows {
+			if !r.Match {
+				b.Fatalf("%s %s differs", r.Shape, r.Value)
+			}
+		}
+	}
+}
+
+func BenchmarkReproduceHashFloor(b *testing.B) {
+	dir, m := benchBundle(b)
+	b.ResetTimer()
+	for b.Loop() {
+		for _, a := range m.Artifacts {
+			f, err := os.Open(filepath.Join(dir, a.Name))
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := sha256.New()
+			io.Copy(h, f)
+			f.Close()
+		}
+	}
+}
