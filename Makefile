@@ -39,7 +39,8 @@ deps:
 debs: deps
 	@mkdir -p $(DEBDIR); cd $(DEBDIR); for p in $(RECIPE_DEBS); do \
 	  f=$$(echo "$$p" | sed 's/=/_/; s/:/%3a/')_amd64.deb; f2=$$(echo "$$p" | sed 's/=/_/; s/:/%3a/')_all.deb; \
-	  [ -e "$$f" ] || [ -e "$$f2" ] || apt-get download -q "$$p" >&2 || { $(SUDO) apt-get update -qq && apt-get download -q "$$p" >&2; }; done
+	  [ -e "$$f" ] || [ -e "$$f2" ] || apt-get download -q "$$p" >&2 || { $(SUDO) apt-get update -qq && apt-get download -q "$$p" >&2; } || \
+	  { echo "make debs: pinned package $$p is not in the archive any more; run 'bin/mkcvm lock RECIPE' to re-resolve the recipe's pins" >&2; exit 1; }; done
 
 test: deps debs $(TEST_PREREQS)
 	$(GO) vet ./...
