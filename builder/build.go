@@ -44,6 +44,10 @@ type BuildOptions struct {
 	// for hooks (e.g. firmware built from a source package).
 	RecipeDir string
 	DebDirs   []string
+	// Sign, when set, signs the canonical manifest.json bytes; its result
+	// is written as SignatureFile inside the same atomic output, so a
+	// failed signature leaves no directory either.
+	Sign func(manifestJSON []byte) ([]byte, error)
 }
 
 // BuildResult describes a finished build.
@@ -57,8 +61,10 @@ type BuildResult struct {
 // Artifact names inside the output directory.
 const (
 	ManifestFile = "manifest.json"
-	CmdlineFile  = "cmdline"
-	KernelFile   = "vmlinuz"
+	// SignatureFile holds the Sigstore bundle of a signed build.
+	SignatureFile = "manifest.sigstore.json"
+	CmdlineFile   = "cmdline"
+	KernelFile    = "vmlinuz"
 )
 
 // ExtraArtifact is an additional output file produced by a hook.
@@ -133,6 +139,13 @@ func Build(ctx context.Context, r *Recipe, o BuildOptions) (*BuildResult, error)
 		return res, nil
 	}
 	arts = append(arts, artifact{ManifestFile, "manifest", enc})
+	if o.Sign != nil {
+		sig, err := o.Sign(enc)
+		if err != nil {
+			return nil, fmt.Errorf("signing %s: %w", ManifestFile, err)
+		}
+		arts = append(arts, artifact{SignatureFile, "signature", sig})
+	}
 	if err := writeOutput(o.Out, arts); err != nil {
 		return nil, fmt.Errorf("writing %s: %w", o.Out, err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/mkcvm/mkcvm/builder"
+	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/vbauerster/mpb/v8"
@@ -106,11 +108,16 @@ func init() {
 	addCommand(func() *cobra.Command {
 		var f recipeFlags
 		var out string
+		var dry bool
+		var signKey string
 		cmd := &cobra.Command{
 			Use:   "build RECIPE -o DIR",
 			Short: "Build a recipe into a reproducible guest bundle with its manifest",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
+				if out == "" && !dry {
+					return errors.New(`required flag "output" not set`)
+				}
 				env, err := f.load(args[0])
 				if err != nil {
 					return err
@@ -124,12 +131,16 @@ func init() {
 				if err != nil {
 					return err
 				}
+				sign, err := buildSigner(signKey)
+				if err != nil {
+					return err
+				}
 				prog := newProgress(cmd.ErrOrStderr(), f.json)
 				defer prog.Wait()
 				res, err := builder.Build(cmd.Context(), env.recipe, builder.BuildOptions{
 					Out: out, RecipeText: env.text, ModuleDir: mod, Cache: env.cache, Offline: f.offline,
 					Fetcher: env.fetcher(), Progress: prog, Logger: logger(),
-					RecipeDir: recipeDir, DebDirs: env.debs,
+					RecipeDir: recipeDir, DebDirs: env.debs, DryRun: dry, Sign: sign,
 				})
 				if err != nil {
 					return err
@@ -139,8 +150,9 @@ func init() {
 			},
 		}
 		f.RegisterFlags(cmd.Flags())
-		cmd.Flags().StringVarP(&out, "output", "o", "", "output directory (required)")
-		_ = cmd.MarkFlagRequired("output")
+		cmd.Flags().StringVarP(&out, "output", "o", "", "output directory (required unless --dry-run)")
+		cmd.Flags().BoolVar(&dry, "dry-run", false, "do everything but write the output; print the digests")
+		cmd.Flags().StringVar(&signKey, "sign-key", "", "sign manifest.json with this key file (as `mkcvm sign`) into "+builder.SignatureFile)
 		return cmd
 	})
 }
@@ -159,7 +171,11 @@ func printBuild(w io.Writer, res *builder.BuildResult, asJSON bool) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	fmt.Fprintln(w, res.Dir)
+	if res.Dir == "" {
+		fmt.Fprintln(w, "(dry run: nothing written)")
+	} else {
+		fmt.Fprintln(w, res.Dir)
+	}
 	for _, a := range res.Manifest.Artifacts {
 		fmt.Fprintf(w, "%s  %s\n", a.SHA256, a.Name)
 	}
@@ -231,4 +247,27 @@ func (t barTask) Done(err error) {
 
 func bundleHex(b []byte) string {
 	return strings.ToLower(fmt.Sprintf("%x", bundleSum(b)))
+}
+
+// buildSigner loads the --sign-key file before the build starts, so a bad
+// key fails fast, and returns the signing hook (nil without a key).
+func buildSigner(path string) (func([]byte) ([]byte, error), error) {
+	if path == "" {
+		return nil, nil
+	}
+	pemBytes, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key: %w", err)
+	}
+	key, err := manifest.ParsePrivateKey(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("--sign-key %s: %w", path, err)
+	}
+	return func(enc []byte) ([]byte, error) {
+		m, err := manifest.Decode(enc)
+		if err != nil {
+			return nil, err
+		}
+		return manifest.Sign(m, key, rand.Reader)
+	}, nil
 }
