@@ -25,6 +25,7 @@ const (
 	gptReservedLBAs  = 33        // backup partition array (32 LBAs of 128 entries) + backup header
 	minESPSizeMiB    = 34        // FAT32 needs >= 65525 clusters of 512 bytes (go-diskfs' size table)
 	fat32VolIDOffset = 0x43      // BS_VolID in the FAT32 boot sector (Microsoft FAT spec, "FAT32 BPB")
+	bpbHiddSec       = 0x1c      // BPB_HiddSec (Microsoft FAT spec, "BPB")
 	fat32BackupBoot  = 6         // BPB_BkBootSec as go-diskfs writes it
 	fatEpoch         = 315532800 // 1980-01-01T00:00:00Z, the earliest FAT timestamp
 )
@@ -85,7 +86,10 @@ func BuildESPDisk(l DiskLayout, files []ESPFile) ([]byte, error) {
 	}
 	espOff := int64(espFirstLBA * diskSectorSize)
 	for _, sec := range []int64{0, fat32BackupBoot} {
-		binary.LittleEndian.PutUint32(m.b[espOff+sec*diskSectorSize+fat32VolIDOffset:], l.VolumeSerial)
+		bs := m.b[espOff+sec*diskSectorSize:]
+		binary.LittleEndian.PutUint32(bs[fat32VolIDOffset:], l.VolumeSerial)
+		// BPB_HiddSec: sectors before the volume (its partition's start).
+		binary.LittleEndian.PutUint32(bs[bpbHiddSec:], espFirstLBA)
 	}
 	if err := fixFAT32(m.b[espOff : espOff+int64(end-espFirstLBA+1)*diskSectorSize]); err != nil {
 		return nil, err

@@ -103,7 +103,8 @@ func TestBuildDiskTools(t *testing.T) {
 		!strings.Contains(out, strings.ToUpper(f.spec.ESPGUID)) {
 		t.Errorf("sgdisk -i 1: %v\n%s", err, out)
 	}
-	if out, err := run(t, "fsck.fat", "-n", "-v", esp); err != nil || strings.Contains(out, "Fixing") || strings.Contains(out, "uninitialized") {
+	if out, err := run(t, "fsck.fat", "-n", "-v", esp); err != nil || strings.Contains(out, "Fixing") || strings.Contains(out, "uninitialized") ||
+		!strings.Contains(out, "2048 hidden sectors") {
 		t.Errorf("fsck.fat -n: %v\n%s", err, out)
 	}
 	copied := filepath.Join(dir, "copied.efi")

@@ -108,11 +108,13 @@ func FirmwareKey(s *FirmwareSource, patches map[string][]byte) (string, error) {
 		sum := sha256.Sum256(b)
 		sums = append(sums, hex.EncodeToString(sum[:]))
 	}
+	in := *s
+	in.OutputSHA256 = "" // a check on the result, not an input
 	b, err := json.Marshal(struct {
 		Schema  string          `json:"schema"`
 		Source  *FirmwareSource `json:"source"`
 		Patches []string        `json:"patch_sha256"`
-	}{FirmwareBuildSchema, s, sums})
+	}{FirmwareBuildSchema, &in, sums})
 	if err != nil {
 		return "", fmt.Errorf("encoding firmware source: %w", err)
 	}
@@ -141,10 +143,14 @@ func BuildFirmware(ctx context.Context, s *FirmwareSource, opts FirmwareOptions)
 		log = slog.New(slog.DiscardHandler)
 	}
 	if r, err := cachedFirmware(opts.CacheDir, key); err != nil || r != nil {
-		if r != nil {
-			log.Info("firmware cache hit", "key", key, "sha256", r.Build.Output.SHA256)
+		if err != nil {
+			return nil, err
 		}
-		return r, err
+		if want := s.OutputSHA256; want != "" && want != r.Build.Output.SHA256 {
+			return nil, fmt.Errorf("%w: cached %s is sha256 %s, recipe pins %s", ErrOutputDigest, r.Path, r.Build.Output.SHA256, want)
+		}
+		log.Info("firmware cache hit", "key", key, "sha256", r.Build.Output.SHA256)
+		return r, nil
 	}
 	q := opts.Packages
 	if q == nil {
@@ -176,6 +182,9 @@ func cachedFirmware(cacheDir, key string) (*FirmwareResult, error) {
 	var fb FirmwareBuild
 	if err := json.Unmarshal(rec, &fb); err != nil {
 		return nil, fmt.Errorf("firmware cache %s: build.json: %w", dir, err)
+	}
+	if !fileNameRE.MatchString(fb.Output.Name) {
+		return nil, fmt.Errorf("firmware cache %s: build.json: output name %q is not a plain file name", dir, fb.Output.Name)
 	}
 	p := filepath.Join(dir, fb.Output.Name)
 	sum, size, err := fileSHA256(p)
@@ -226,8 +235,8 @@ func (b *fwBuild) run(ctx context.Context) (_ *FirmwareResult, err error) {
 		return nil, err
 	}
 	defer unlock()
-	if err := os.RemoveAll(b.root); err != nil {
-		return nil, fmt.Errorf("clearing build root: %w", err)
+	if err := clearBuildRoot(b.root); err != nil {
+		return nil, err
 	}
 	defer func() {
 		if err == nil && !b.opts.KeepBuildRoot {
@@ -238,6 +247,9 @@ func (b *fwBuild) run(ctx context.Context) (_ *FirmwareResult, err error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Join(b.root, "home"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(b.root, buildRootMarker), nil, 0o644); err != nil {
 		return nil, err
 	}
 	logf, err := os.Create(filepath.Join(b.root, "build.log"))
@@ -260,6 +272,33 @@ func (b *fwBuild) run(ctx context.Context) (_ *FirmwareResult, err error) {
 		return nil, fmt.Errorf("building %s (log: %s): %w", b.src.Platform, filepath.Join(b.root, "build.log"), err)
 	}
 	return b.store(plat)
+}
+
+// buildRootMarker marks a directory as an mkcvm build root, which
+// clearBuildRoot may wipe.
+const buildRootMarker = ".mkcvm-edk2-build-root"
+
+// clearBuildRoot removes the scratch tree of an earlier build. It refuses
+// to remove a relative path or a non-empty directory that is not marked as
+// a build root, so a mistyped --build-root cannot wipe other files.
+func clearBuildRoot(root string) error {
+	if !filepath.IsAbs(root) {
+		return fmt.Errorf("build root %q: not an absolute path", root)
+	}
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("build root: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, buildRootMarker)); len(ents) > 0 && err != nil {
+		return fmt.Errorf("build root %s: refusing to clear a non-empty directory without %s", root, buildRootMarker)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		return fmt.Errorf("clearing build root: %w", err)
+	}
+	return nil
 }
 
 // firmwareEnv is the complete environment of every build command: nothing

@@ -41,7 +41,10 @@ func realFirmwareOptions(t *testing.T) FirmwareOptions {
 
 type testLogWriter struct{ t *testing.T }
 
-func (w testLogWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 func loadFirmwareSource(t *testing.T, rel string) *FirmwareSource {
 	t.Helper()
@@ -110,6 +113,46 @@ func TestFirmwareBuildAmdSev(t *testing.T) {
 		t.Errorf("second build differs from the first at offset %#x", d)
 	}
 	seedSharedFirmwareCache(t, s, opts)
+	checkSNPRecipeCoversKernel(t, r, root, opts)
+}
+
+// checkSNPRecipeCoversKernel dry-runs `mkcvm build` of the SNP recipe with
+// the firmware built above (a cache hit) and asserts that every SNP shape's
+// launch digest covers kernel, initrd and command line.
+func checkSNPRecipeCoversKernel(t *testing.T, r *Recipe, root *os.Root, opts FirmwareOptions) {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(repoDir(t), "recipes", "debian-bookworm-snp.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := WithFirmwareOptions(t.Context(), opts)
+	res, err := Build(ctx, r, BuildOptions{RecipeText: text, ModuleDir: repoDir(t), Cache: sharedCache(t),
+		Fetcher: NewSourceFetcher(r, root, debDirs(t)), DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, sh := range res.Manifest.Shapes {
+		if sh.Platform != "snp" {
+			continue
+		}
+		n++
+		if sh.SNP == nil || !sh.SNP.KernelHashes || !sh.SNP.CoversKernel {
+			t.Errorf("shape %s: SNP values %+v do not cover the kernel (notes %q)", sh.Name, sh.SNP, sh.Notes)
+		}
+	}
+	if n == 0 {
+		t.Error("no SNP shapes in the manifest")
+	}
+	found := false
+	for _, a := range res.Manifest.Artifacts {
+		if a.Name == FirmwareImageFile && a.Role == "firmware" {
+			found = a.SHA256 == r.Firmware.Source.OutputSHA256
+		}
+	}
+	if !found {
+		t.Errorf("manifest artifacts %+v lack %s with the pinned sha256", res.Manifest.Artifacts, FirmwareImageFile)
+	}
 }
 
 // seedSharedFirmwareCache copies a verified cache entry into
@@ -281,8 +324,10 @@ func TestFirmwareBuildOvmfX64(t *testing.T) {
 	}
 	rd := filepath.Join(dir, "initrd.cpio")
 	vmtest.WriteInitOnly(t, rd, vmtest.BuildInit(t))
+	kernel := vmtest.DebianKernel(t)
+	const cmdline = "console=ttyS0 panic=-1"
 	res, err := vmtest.Boot(t.Context(), t, vmtest.Options{
-		BIOS: bios, Kernel: vmtest.DebianKernel(t), Initrd: rd, Append: "console=ttyS0 panic=-1", TPM: true,
+		BIOS: bios, Kernel: kernel, Initrd: rd, Append: cmdline, TPM: true, MemoryMiB: 1024, VCPUs: 1,
 	})
 	if err != nil {
 		t.Fatalf("boot: %v\nconsole:\n%s", err, consoleTail(res))
@@ -291,7 +336,48 @@ func TestFirmwareBuildOvmfX64(t *testing.T) {
 		t.Fatalf("init did not finish (banner %v, done %v):\n%s", res.Dump.Banner, res.Dump.Done, consoleTail(res))
 	}
 	if len(res.Dump.EventLog) == 0 || len(res.Dump.PCRs["sha256"]) != 24 {
-		t.Errorf("measured boot: event log %d bytes, %d sha256 PCRs; want a log and 24 PCRs", len(res.Dump.EventLog), len(res.Dump.PCRs["sha256"]))
+		t.Fatalf("measured boot: event log %d bytes, %d sha256 PCRs; want a log and 24 PCRs", len(res.Dump.EventLog), len(res.Dump.PCRs["sha256"]))
+	}
+	checkPredictedPCRs(t, fw, kernel, rd, cmdline, res.Dump)
+}
+
+// ovmf2MBVarsSize is the VARS part at the start of a FD_SIZE_2MB combined
+// OVMF.fd (OvmfPkg/OvmfPkgDefines.fdf.inc, VARS_SIZE = 0x20000); the CODE
+// part follows it.
+const ovmf2MBVarsSize = 0x20000
+
+// checkPredictedPCRs predicts the direct boot's PCRs from the built
+// firmware with package measure (no platform profile, so PCR 0 and 10 are
+// not pinned) and compares every pinned PCR with the booted guest's.
+func checkPredictedPCRs(t *testing.T, fw []byte, kernel, initrdPath, cmdline string, d *vmtest.Dump) {
+	t.Helper()
+	code, vars := fw[ovmf2MBVarsSize:], fw[:ovmf2MBVarsSize]
+	an, err := measure.AnalyzeOVMF("OvmfPkgX64 CODE", code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := os.ReadFile(kernel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb, err := os.ReadFile(initrdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, err := measure.PredictDirectBoot(&measure.DirectBoot{Firmware: an, Vars: vars, Kernel: kb, Initrd: rdb,
+		Cmdline: cmdline, Machine: "q35", MemoryMiB: 1024, VCPUs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := pred.PinnedPCRs()
+	if len(pinned) < 8 {
+		t.Errorf("only PCRs %v predicted", pinned)
+	}
+	for _, i := range pinned {
+		got := hex.EncodeToString(d.PCRs["sha256"][int(i)])
+		if want := hex.EncodeToString(pred.PCRs[measure.AlgSHA256][i]); got != want {
+			t.Errorf("PCR%d (sha256): booted %s, predicted %s", i, got, want)
+		}
 	}
 }
 

@@ -96,6 +96,11 @@ func TestFirmwareKey(t *testing.T) {
 			t.Errorf("changing %s kept the key", name)
 		}
 	}
+	pinned := *s
+	pinned.OutputSHA256 = strings.Repeat("b", 64)
+	if k, _ := FirmwareKey(&pinned, nil); k != base {
+		t.Error("output_sha256 (a check, not an input) changed the key")
+	}
 	withPatch := *s
 	withPatch.Patches = []string{"p"}
 	k1, err := FirmwareKey(&withPatch, map[string][]byte{"p": []byte("one")})

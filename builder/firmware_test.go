@@ -224,6 +224,12 @@ func TestBuildFirmwareFake(t *testing.T) {
 		t.Errorf("patches (-want +got):\n%s", diff)
 	}
 
+	wrongPin := *src
+	wrongPin.OutputSHA256 = strings.Repeat("c", 64)
+	if _, err := BuildFirmware(t.Context(), &wrongPin, opts); !errors.Is(err, ErrOutputDigest) {
+		t.Errorf("cache hit with a wrong output_sha256: %v, want ErrOutputDigest", err)
+	}
+
 	other := *src
 	other.Defines = []string{"FD_SIZE_4MB"}
 	third, err := BuildFirmware(t.Context(), &other, opts)
@@ -405,5 +411,59 @@ func TestMakeGrubReproducible(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Errorf("grub.efi differs between runs: %s vs %s", sums[0], sums[1])
+	}
+}
+
+// TestFirmwareFromSourceHook runs Build's [firmware.source] step on the
+// fake package: the image becomes the measured firmware and the bundle
+// gets it and its build record.
+func TestFirmwareFromSourceHook(t *testing.T) {
+	srcDir, src := fakeSourcePackage(t)
+	src.Patches = []string{"extra"}
+	patch := []byte("--- a/payload.txt\n+++ b/payload.txt\n@@ -1 +1 @@\n-patched by debian\n+from the recipe\n")
+	r := &Recipe{Firmware: FirmwareRef{Source: src}}
+	mi := &MeasureInputs{Inputs: map[string][]byte{"extra": patch}}
+	opts := fakeOptions(t, srcDir, src)
+	arts, err := firmwareFromSource(WithFirmwareOptions(t.Context(), opts), r, mi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arts) != 2 || arts[0].Name != FirmwareImageFile || arts[0].Role != "firmware" || arts[1].Name != FirmwareBuildFile {
+		t.Fatalf("artifacts %+v", arts)
+	}
+	if !bytes.Equal(mi.Firmware, arts[0].Data) || !bytes.Contains(mi.Firmware, []byte("from the recipe")) {
+		t.Errorf("measured firmware %q", mi.Firmware)
+	}
+	if !bytes.Contains(arts[1].Data, []byte(`"input:extra"`)) || !bytes.Contains(arts[1].Data, []byte(`"sha256": "`+src.Files[1].SHA256)) {
+		t.Errorf("build record lacks the patch or the source digests:\n%s", arts[1].Data)
+	}
+	if _, err := firmwareFromSource(t.Context(), &Recipe{}, &MeasureInputs{}); err != nil {
+		t.Errorf("recipe without [firmware.source]: %v", err)
+	}
+	t.Setenv("MKCVM_SRCDIR", "")
+	if _, err := firmwareFromSource(t.Context(), r, mi); err == nil || !strings.Contains(err.Error(), "MKCVM_SRCDIR") {
+		t.Errorf("no source dir: %v", err)
+	}
+}
+
+func TestClearBuildRootRefusesForeignDirs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := clearBuildRoot(dir); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("foreign directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious")); err != nil {
+		t.Errorf("foreign file removed: %v", err)
+	}
+	if err := clearBuildRoot("relative/dir"); err == nil {
+		t.Error("relative build root accepted")
+	}
+	if err := os.WriteFile(filepath.Join(dir, buildRootMarker), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := clearBuildRoot(dir); err != nil {
+		t.Errorf("marked build root: %v", err)
 	}
 }

@@ -221,3 +221,26 @@ func TestParseRecipeTooLarge(t *testing.T) {
 		t.Fatalf("err = %v, want ErrRecipe", err)
 	}
 }
+
+// FuzzParseRecipe: parsing never panics, and an accepted recipe stays
+// valid.
+func FuzzParseRecipe(f *testing.F) {
+	f.Add([]byte(validRecipe))
+	f.Add([]byte("name = \"x\"\n[inputs.a]\nfile = \"../a\"\n"))
+	f.Add([]byte("[[shape]]\nvcpus = -1\n[[initrd.file]]\nmode = \"9\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			return
+		}
+		r, err := ParseRecipe(b)
+		if err != nil {
+			if !errors.Is(err, ErrRecipe) {
+				t.Fatalf("error %v does not wrap ErrRecipe", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("accepted recipe fails validation: %v", err)
+		}
+	})
+}

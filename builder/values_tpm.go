@@ -212,6 +212,12 @@ func sortedBanks(m map[string]string) ([]measure.HashAlg, error) {
 
 // tpmValues is the "tpm" shape calculator.
 func tpmValues(in *MeasureInputs, s Shape, out *manifest.Shape) error {
+	if s.VMM != "" && s.VMM != "qemu" {
+		return fmt.Errorf("vmm %q: vTPM values are modelled for QEMU direct boot only", s.VMM)
+	}
+	if s.VMMVersion != "" && s.VMMVersion != "7.2" {
+		out.Notes = append(out.Notes, fmt.Sprintf("vTPM values are modelled and proven on QEMU 7.2; this shape names QEMU %s, whose kernel setup-header edits may differ", s.VMMVersion))
+	}
 	req := TPMRequest{Code: in.FirmwareCode, Vars: in.FirmwareVars, Kernel: in.Kernel, Initrd: in.Initrd,
 		Cmdline: in.Cmdline, Machine: s.Machine, MemoryMiB: s.MemoryMiB, VCPUs: s.VCPUs}
 	if s.Profile != "" {

@@ -226,6 +226,12 @@ func ukiDevicePath(in *DiskBoot, gpt *GPT) []byte {
 }
 
 func predictUKILoad(in *DiskBoot, gpt *GPT, p *Prediction) error {
+	switch sb := secureBootOn(in.Vars); {
+	case sb && in.Authority == nil:
+		return errors.New("predict disk boot: the VARS enrol a PK (Secure Boot on) but no db authority for the UKI was given")
+	case !sb && in.Authority != nil:
+		return errors.New("predict disk boot: a db authority was given but the VARS enrol no PK (Secure Boot off)")
+	}
 	if in.Authority != nil {
 		d := UEFIVariableData(EFIImageSecurityDatabase, "db", in.Authority)
 		p.add(7, EvEFIVariableAuthority, d, d, "Secure Boot authority: the db entry that verified the UKI", "db certificate", "signature owner GUID")

@@ -32,9 +32,12 @@ import (
 //	PCR9 EV_EVENT_TAG                       initrd bytes (Linux EFI stub, LoadFile2)
 //	PCR5 EV_EFI_ACTION x2                   ExitBootServices invoked / returned
 //
-// In direct boot the kernel is measured before the boot-option action:
-// OVMF's PlatformBootManagerAfterConsole loads the QEMU kernel before BDS
-// processes boot options, and the action is logged when the separators are.
+// In direct boot the kernel is measured before the boot variables and the
+// boot-option action: OVMF's PlatformBootManagerAfterConsole
+// (TryRunningQemuKernel) loads the kernel (LoadImage measures it), then
+// signals ReadyToBoot, on which Tcg2Dxe measures BootOrder/Boot####, the
+// "Calling EFI Application from Boot Option" action and the PCR 0-6
+// separators, and then starts the kernel.
 
 // Source says where a predicted event's digests come from.
 type Source string
@@ -472,6 +475,10 @@ func (p *Prediction) finish(in *DirectBoot) {
 	}
 	if p.Basis[0] == BasisNotPinned {
 		p.Basis[10], p.Why[10] = BasisNotPinned, "IMA's boot_aggregate covers PCRs 0-9, and PCR 0 is not pinned"
+		return
+	}
+	if in != nil && (strings.Contains(in.Cmdline, "ima_policy=") || strings.Contains(in.Cmdline, "ima_template")) {
+		p.Basis[10], p.Why[10] = BasisNotPinned, "the command line sets an IMA policy or template: PCR 10 then measures files the guest opens"
 		return
 	}
 	agg, err := IMABootAggregate(p.PCRs[AlgSHA256])

@@ -216,7 +216,6 @@ func sameKind(a, b *Event) bool {
 	return true
 }
 
-
 // lcs returns a longest common subsequence of two sequences as a map from
 // index in the first to index in the second.
 func lcs(n, m int, eq func(i, j int) bool) map[int]int {
@@ -393,6 +392,20 @@ func (p *Prediction) alternative(a *Event) string {
 	}
 	if d, err := KernelDigest("kernel", in.Kernel, QEMULinuxLoad{Cmdline: in.Cmdline, BelowFourG: below}, alg); err == nil && bytes.Equal(d, want) {
 		return "the log's digest is this kernel as QEMU patches it for a boot without -initrd"
+	}
+	// Common memory sizes: the initrd address QEMU writes depends on them.
+	for _, mem := range []int{256, 512, 768, 1024, 1536, 2048, 2560, 3072, 4096} {
+		if mem == in.MemoryMiB {
+			continue
+		}
+		b, err := QEMUBelow4G(in.Machine, mem)
+		if err != nil || b == below {
+			continue
+		}
+		load := QEMULinuxLoad{Cmdline: in.Cmdline, Initrd: in.Initrd != nil, InitrdSize: int64(len(in.Initrd)), BelowFourG: b}
+		if d, err := KernelDigest("kernel", in.Kernel, load, alg); err == nil && bytes.Equal(d, want) {
+			return fmt.Sprintf("the log's digest is this kernel and initrd size with -m %d: the VM ran with %d MiB, the shape says %d MiB", mem, mem, in.MemoryMiB)
+		}
 	}
 	return ""
 }

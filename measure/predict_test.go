@@ -332,6 +332,10 @@ func TestExplainSecureBootBoot(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
+	// The fixture's PCR7 events carry this build's enrolled keys and dbx.
+	if got := hex.EncodeToString(AlgSHA256.Sum(vars)); got != "e6044c5d1fd81998a5967d907ec425e48da534832c7d9b0b4c7a702b62019c50" {
+		t.Skipf("installed OVMF_VARS_4M.ms.fd %s is not the fixture's build", got)
+	}
 	fw, err := AnalyzeOVMF("OVMF_CODE_4M.ms.fd", code)
 	if err != nil {
 		t.Fatal(err)
@@ -383,6 +387,35 @@ func TestExplainUnpatchedKernel(t *testing.T) {
 	for _, v := range x.Events {
 		if v.Verdict == VerdictDiffer && v.Predicted.Type == EvEFIBootServicesApp {
 			if !strings.Contains(v.Hint, "unmodified kernel file") {
+				t.Errorf("hint %q", v.Hint)
+			}
+			return
+		}
+	}
+	t.Error("kernel event not reported as differing")
+}
+
+// TestExplainKernelMemoryDiffers explains the real b2 kernel digest (1536
+// MiB, initrd of 2796544 bytes; testdata/provenance/tpm.md) against a
+// prediction for 1024 MiB: explain must find the memory size.
+func TestExplainKernelMemoryDiffers(t *testing.T) {
+	p, real := predictFixture(t)
+	p.in.Initrd = make([]byte, 2796544)
+	p.in.Cmdline = "console=ttyS0 panic=-1 quiet foo=bar"
+	for i := range real.Events {
+		e := &real.Events[i]
+		if e.Type == EvEFIBootServicesApp {
+			for j := range e.Digests {
+				if e.Digests[j].Alg == AlgSHA256 {
+					e.Digests[j].Value = mustHex(t, "1f465f67039c93abda363a7a762f866b6e35c521f5feae76a1ba3439434dbe71")
+				}
+			}
+		}
+	}
+	x := Explain(p, real, nil)
+	for _, v := range x.Events {
+		if v.Verdict == VerdictDiffer && v.Predicted.Type == EvEFIBootServicesApp {
+			if !strings.Contains(v.Hint, "the VM ran with 1536 MiB, the shape says 1024 MiB") {
 				t.Errorf("hint %q", v.Hint)
 			}
 			return

@@ -19,12 +19,24 @@ FIRMWARE_SRCDIR := $(CURDIR)/.cache/src
 FIRMWARE_CACHE := $(CURDIR)/.cache/firmware
 DEB_SRC_LIST := /etc/apt/sources.list.d/mkcvm-deb-src.sources
 
-TEST_PREREQS += firmware-src
+TEST_PREREQS += firmware-src firmware-tools
 test: export MKCVM_FIRMWARE_BUILD := 1
 test: export MKCVM_SRCDIR := $(FIRMWARE_SRCDIR)
 test: export MKCVM_FIRMWARE_CACHE := $(FIRMWARE_CACHE)
 
-.PHONY: deb-src firmware-src firmware
+.PHONY: deb-src firmware-src firmware-tools firmware
+
+# FIRMWARE_TOOL_PINS lists package=version of the toolchain the SNP recipe
+# pins (a superset of the other firmware recipes' pins).
+FIRMWARE_TOOL_PINS = $(shell awk '/^\[\[firmware\.source\.tool\]\]/{t=1;next} t&&/^package/{gsub(/"/,"",$$3);p=$$3} t&&/^version/{gsub(/"/,"",$$3);print p"="$$3;t=0}' recipes/debian-bookworm-snp.toml)
+
+# firmware-tools installs exactly the pinned toolchain versions (mkcvm
+# refuses to build with others).
+firmware-tools: deps
+	@missing=""; for pv in $(FIRMWARE_TOOL_PINS); do p=$${pv%%=*}; v=$${pv#*=}; \
+	  [ "$$(dpkg-query -W -f='$${Version}' $$p 2>/dev/null)" = "$$v" ] || missing="$$missing $$pv"; done; \
+	if [ -n "$$missing" ]; then echo "installing pinned toolchain:$$missing" >&2; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends --allow-downgrades $$missing >&2; fi
 
 # deb-src adds "Types: deb-src" twins of the machine's deb822 "Types: deb"
 # stanzas (same URIs, suites, components and keys), or deb-src lines for a
@@ -49,6 +61,5 @@ firmware-src: deb-src
 # firmware builds the three platforms into $(FIRMWARE_CACHE) (cache hits
 # after the first time) and prints "sha256  path" for each.
 firmware: build firmware-src
-	@for p in amdsev ovmfx64 inteltdx; do \
-	  bin/mkcvm firmware build --recipe builder/testdata/firmware/$$p.toml \
-	    --source-dir $(FIRMWARE_SRCDIR) --cache $(FIRMWARE_CACHE); done
+	@for r in recipes/debian-bookworm-snp.toml builder/testdata/firmware/ovmfx64.toml builder/testdata/firmware/inteltdx.toml; do \
+	  bin/mkcvm firmware build --recipe $$r --source-dir $(FIRMWARE_SRCDIR) --cache $(FIRMWARE_CACHE); done

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ type verifyFlags struct {
 	amdRoots, intelRoot      string
 	ccel                     string
 	unsigned, fetchCerts     bool
+	asJSON                   bool
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -57,6 +59,7 @@ Prints a table; exit status 1 means rejected.`,
 	fl.StringVar(&f.intelRoot, "intel-root", "", "PEM file with the Intel SGX root CA to trust instead of the embedded one")
 	fl.StringVar(&f.ccel, "ccel", "", "TDX: the CC event log (CCEL data) to replay against the quoted RTMRs")
 	fl.BoolVar(&f.fetchCerts, "fetch-certs", false, "fetch a missing SNP VCEK from AMD KDS (network); default offline")
+	fl.BoolVar(&f.asJSON, "json", false, "print the checks as JSON")
 	fl.BoolVar(&f.unsigned, "insecure-unsigned", false, "accept an unsigned manifest.json (testing only)")
 	_ = cmd.MarkFlagRequired("manifest")
 	return cmd
@@ -112,7 +115,18 @@ func runVerify(cmd *cobra.Command, args []string, f verifyFlags) error {
 		items = append(items, it)
 	}
 	rep, err := evidence.Verify(m, items, opts)
-	rep.Write(cmd.OutOrStdout())
+	if f.asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(struct {
+			Verified bool             `json:"verified"`
+			Checks   []evidence.Check `json:"checks"`
+		}{err == nil, rep.Checks}); jerr != nil {
+			return jerr
+		}
+	} else {
+		rep.Write(cmd.OutOrStdout())
+	}
 	if err != nil {
 		return &ExitError{Code: 1, Err: err}
 	}

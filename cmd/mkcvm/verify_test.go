@@ -116,6 +116,15 @@ func TestVerifyCommandTPM(t *testing.T) {
 		t.Errorf("report lacks PCR rows:\n%s", out)
 	}
 
+	jsonOut, _, err := runMkcvm(append(append([]string(nil), args...), "--json", write("tpm-json.json", ev))...)
+	var res struct {
+		Verified bool             `json:"verified"`
+		Checks   []evidence.Check `json:"checks"`
+	}
+	if err != nil || json.Unmarshal([]byte(jsonOut), &res) != nil || !res.Verified || len(res.Checks) < 4 {
+		t.Errorf("verify --json: %v\n%s", err, jsonOut)
+	}
+
 	// The guest really ran a second application: PCR4 differs and the
 	// event is named.
 	extra := append(append([]measure.Event(nil), events[:3]...),

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/mkcvm/mkcvm/manifest/evidence"
@@ -40,6 +41,7 @@ func FuzzParseTPMEvidence(f *testing.F) {
 			t.Fatalf("random quote accepted")
 		}
 		_, _ = evidence.Detect(file)
-		_ = evidence.VerifySNP(file, &manifest.Shape{Name: "s", SNP: &manifest.SNPValues{}}, evidence.SNPOptions{})
+		_ = evidence.VerifySNP(file, &manifest.Shape{Name: "s", SNP: &manifest.SNPValues{}}, evidence.SNPOptions{Now: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)})
+		_ = evidence.VerifyTDX(file, &manifest.Shape{Name: "t", TDX: &manifest.TDXValues{}}, evidence.TDXOptions{Now: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), EventLog: log})
 	})
 }

@@ -15,12 +15,12 @@ var (
 
 // Check is one compared value.
 type Check struct {
-	What     string // "PCR4 sha256", "SNP measurement", "event log replay"
-	Want     string // reference value ("" if not applicable)
-	Got      string // evidence value
-	OK       bool
-	Detail   string // explanation on failure
-	Evidence string // which evidence file / platform
+	Evidence string `json:"evidence"`         // platform: tpm, snp, tdx, runner
+	What     string `json:"what"`             // "vtpm PCR4 sha256", "snp-4 MEASUREMENT", ...
+	Want     string `json:"want,omitempty"`   // reference value ("" if not applicable)
+	Got      string `json:"got,omitempty"`    // evidence value
+	OK       bool   `json:"ok"`               //
+	Detail   string `json:"detail,omitempty"` // explanation
 }
 
 // Report collects the checks of one verification.

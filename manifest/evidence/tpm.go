@@ -239,30 +239,52 @@ func verifyTPMSignature(ak crypto.PublicKey, msg []byte, sig *tpm2.TPMTSignature
 	return nil
 }
 
-// comparePCRs requires every pinned PCR of every manifest bank to be
-// quoted and equal.
+// comparePCRs requires every pinned PCR to be quoted and equal in at
+// least one of the manifest's banks; every quoted bank the manifest pins
+// is compared. A bank the evidence does not quote is reported as covered
+// by the other bank (both banks extend the same events), unless no bank
+// of that PCR is quoted, which fails.
 func comparePCRs(r *Report, tv *manifest.TPMValues, quoted map[string]map[uint32][]byte) {
-	for _, bank := range slices.Sorted(maps.Keys(tv.PCRs)) {
+	banks := slices.Sorted(maps.Keys(tv.PCRs))
+	idxs := map[int]bool{}
+	for _, bank := range banks {
 		for _, idx := range sortedPCRs(tv.PCRs[bank]) {
-			key := strconv.Itoa(idx)
-			basis := tv.Basis[key]
-			if basis == "not-pinned" {
+			idxs[idx] = true
+		}
+	}
+	for _, idx := range slices.Sorted(maps.Keys(idxs)) {
+		key := strconv.Itoa(idx)
+		basis := tv.Basis[key]
+		if basis == "not-pinned" {
+			continue
+		}
+		var covered []string
+		var unquoted []Check
+		for _, bank := range banks {
+			want, pinned := tv.PCRs[bank][key]
+			if !pinned {
 				continue
 			}
-			want := tv.PCRs[bank][key]
 			c := Check{Evidence: "tpm", What: fmt.Sprintf("PCR%d %s", idx, bank), Want: want}
 			got, ok := quoted[bank][uint32(idx)]
-			switch {
-			case quoted[bank] == nil:
-				c.Detail = fmt.Sprintf("pinned (%s) but the evidence has no %s quote", basis, bank)
-			case !ok:
-				c.Detail = fmt.Sprintf("pinned (%s) but not in the quote", basis)
-			default:
-				c.Got = hex.EncodeToString(got)
-				c.OK = c.Got == want
-				if !c.OK {
-					c.Detail = "value differs"
-				}
+			if !ok {
+				unquoted = append(unquoted, c)
+				continue
+			}
+			c.Got = hex.EncodeToString(got)
+			c.OK = c.Got == want
+			c.Detail = detailIf(!c.OK, "value differs")
+			if c.OK {
+				covered = append(covered, bank)
+			}
+			r.add(c)
+		}
+		for _, c := range unquoted {
+			if len(covered) > 0 {
+				c.OK, c.Want = true, ""
+				c.Detail = fmt.Sprintf("not quoted; PCR%d verified in %s", idx, joinStrings(covered))
+			} else {
+				c.Detail = fmt.Sprintf("pinned (%s) but not verified in any quoted bank", basis)
 			}
 			r.add(c)
 		}
@@ -297,7 +319,19 @@ func compareEvents(r *Report, tv *manifest.TPMValues, log *measure.EventLog) {
 	for _, e := range tv.EventLog {
 		byPCR[e.PCR] = append(byPCR[e.PCR], e)
 	}
-	for _, pcr := range slices.Sorted(maps.Keys(byPCR)) {
+	// Every predicted PCR, with or without predicted events: an extra event
+	// in a PCR the prediction leaves empty is named too. (A PCR pinned from
+	// a captured profile without events is checked by value only.)
+	pcrSet := map[int]bool{}
+	for pcr := range byPCR {
+		pcrSet[pcr] = true
+	}
+	for k, b := range tv.Basis {
+		if n, err := strconv.Atoi(k); err == nil && b == "predicted" {
+			pcrSet[n] = true
+		}
+	}
+	for _, pcr := range slices.Sorted(maps.Keys(pcrSet)) {
 		if tv.Basis[strconv.Itoa(pcr)] == "not-pinned" {
 			continue
 		}
