@@ -102,7 +102,9 @@ func newDiskFixture(t testing.TB) *diskFixture {
 }
 
 // bootDisk boots art's disk with Secure Boot CODE, its VARS and a TPM.
-func bootDisk(t *testing.T, art *builder.DiskArtifacts, timeout time.Duration) (*vmtest.Result, error) {
+// With stopOn, the boot ends shortly after the console shows one of those
+// strings.
+func bootDisk(t *testing.T, art *builder.DiskArtifacts, timeout time.Duration, stopOn ...string) (*vmtest.Result, error) {
 	dir := t.TempDir()
 	disk, vars := filepath.Join(dir, "disk.img"), filepath.Join(dir, "vars.fd")
 	if err := os.WriteFile(disk, art.Image, 0o644); err != nil {
@@ -113,7 +115,7 @@ func bootDisk(t *testing.T, art *builder.DiskArtifacts, timeout time.Duration) (
 	}
 	return vmtest.Boot(t.Context(), t, vmtest.Options{
 		Code: ovmfCodeSecboot, Vars: vars, Disk: disk, TPM: true,
-		Machine: "q35,smm=on", Timeout: timeout,
+		Machine: "q35,smm=on", Timeout: timeout, StopOn: stopOn, StopGrace: 15 * time.Second,
 		Extra: []string{"-global", "driver=cfi.pflash01,property=secure,value=on"},
 	})
 }
@@ -255,7 +257,7 @@ func TestDiskOtherKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad.Vars = good.Vars
-	res, err := bootDisk(t, bad, 2*time.Minute)
+	res, err := bootDisk(t, bad, 2*time.Minute, "Access Denied")
 	if res == nil {
 		t.Fatalf("boot did not run: %v", err)
 	}

@@ -58,6 +58,9 @@ func main() {
 			fmt.Fprintf(w, "mkcvm-init: mount %s: %v\n", m.target, err)
 		}
 	}
+	// Keep kernel messages off the console while we dump, so they cannot
+	// interleave with the records.
+	_ = os.WriteFile("/proc/sys/kernel/printk", []byte("1"), 0)
 	fmt.Fprintln(w, "mkcvm-init: booted")
 	dump(w)
 	fmt.Fprintln(w, "MKCVM-DONE")

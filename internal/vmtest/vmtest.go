@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -49,6 +50,12 @@ type Options struct {
 	// NoDump skips parsing mkcvm-init's records (for guests whose init is
 	// another program, such as mkcvm-runner); Result.Dump stays nil.
 	NoDump bool
+	// StopOn ends the boot early, StopGrace (default 5 s) after the console
+	// first shows one of these strings (e.g. a firmware refusal that would
+	// otherwise idle in the boot manager until Timeout). Such a stop is not
+	// an error.
+	StopOn    []string
+	StopGrace time.Duration
 }
 
 // Result is what a boot produced.
@@ -123,10 +130,18 @@ func Boot(ctx context.Context, t testing.TB, o Options) (*Result, error) {
 	cmd.Stderr = &stderr
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	runErr := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting qemu: %w", err)
+	}
+	stopped := watchConsole(ctx, cmd, serial, o.StopOn, o.StopGrace)
+	runErr := cmd.Wait()
 	console, _ := os.ReadFile(serial)
 	res := &Result{Console: string(console), Args: append([]string{"qemu-system-x86_64"}, args...)}
 	t.Logf("vmtest: boot took %s", time.Since(start).Round(time.Millisecond))
+	if stopped.Load() {
+		t.Logf("vmtest: stopped after the console showed one of %q", o.StopOn)
+		return res, nil
+	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("qemu: no power-off within %s (last console lines: %s)", o.Timeout, tail(res.Console, 5))
 	}
@@ -142,6 +157,42 @@ func Boot(ctx context.Context, t testing.TB, o Options) (*Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// watchConsole kills cmd grace after the serial log first contains one of
+// stop; the returned flag tells whether it did.
+func watchConsole(ctx context.Context, cmd *exec.Cmd, serial string, stop []string, grace time.Duration) *atomic.Bool {
+	var stopped atomic.Bool
+	if len(stop) == 0 {
+		return &stopped
+	}
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			b, _ := os.ReadFile(serial)
+			for _, s := range stop {
+				if bytes.Contains(b, []byte(s)) {
+					select {
+					case <-ctx.Done():
+					case <-time.After(grace):
+						stopped.Store(true)
+						_ = cmd.Process.Kill()
+					}
+					return
+				}
+			}
+		}
+	}()
+	return &stopped
 }
 
 func qemuArgs(dir string, o Options) ([]string, error) {
