@@ -216,3 +216,31 @@ func TestExtractTarRejects(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseSeries(f *testing.F) {
+	f.Add([]byte("# header\na.patch\n\nsub/b.diff -p0 # why\n"))
+	f.Add([]byte("../x.patch\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 1<<16 {
+			return
+		}
+		entries, err := parseSeries("series", b)
+		if err != nil {
+			return
+		}
+		var enc strings.Builder
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name, "/") || strings.Contains("/"+e.Name+"/", "/../") {
+				t.Fatalf("accepted unsafe patch path %q", e.Name)
+			}
+			enc.WriteString(e.Name + " -p" + e.Strip + "\n")
+		}
+		again, err := parseSeries("series", []byte(enc.String()))
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", enc.String(), err)
+		}
+		if diff := cmp.Diff(entries, again, cmp.AllowUnexported(patchSeries{})); diff != "" {
+			t.Errorf("round trip (-first +second):\n%s", diff)
+		}
+	})
+}

@@ -232,9 +232,64 @@ func tpmValues(in *MeasureInputs, s Shape, out *manifest.Shape) error {
 		return err
 	}
 	out.TPM = TPMValues(p)
+	if in.Workload != nil {
+		if err := addWorkloadPCR(out.TPM, in.Workload); err != nil {
+			return err
+		}
+		out.Notes = append(out.Notes, fmt.Sprintf("PCR %d holds the runner's workload events (workload_log; the runner serves them as a CEL-style log, they are not in the firmware event log)", measure.WorkloadPCR))
+	}
 	if len(p.NotPinnedPCRs()) > 0 {
 		out.Notes = append(out.Notes, fmt.Sprintf("PCRs %v not pinned: %s", p.NotPinnedPCRs(), p.Why[p.NotPinnedPCRs()[0]]))
 	}
 	out.Notes = append(out.Notes, "vTPM values assume QEMU 7.2 direct boot (-kernel/-initrd/-append) with -net none and no boot disks")
 	return nil
+}
+
+// addWorkloadPCR pins measure.WorkloadPCR in every bank v records, from the
+// runner's workload events for w (measure.PredictWorkload, the encoder the
+// runner extends with), and lists those events in v.WorkloadLog. The events
+// go to a separate field because the firmware event log holds TCG PC Client
+// events only, while the runner serves its own CEL-style TLV log.
+func addWorkloadPCR(v *manifest.TPMValues, w *Workload) error {
+	ref := measure.WorkloadRef{Image: w.Image, ConfigDigest: w.Config, Args: w.Args, Env: w.Env}
+	events, vals, err := measure.PredictWorkload(ref)
+	if err != nil {
+		return fmt.Errorf("workload PCR %d: %w", measure.WorkloadPCR, err)
+	}
+	key := strconv.Itoa(measure.WorkloadPCR)
+	var banks []measure.HashAlg
+	for _, a := range []measure.HashAlg{measure.AlgSHA1, measure.AlgSHA256, measure.AlgSHA384, measure.AlgSHA512} {
+		if _, ok := v.PCRs[a.String()]; ok {
+			banks = append(banks, a)
+		}
+	}
+	for _, a := range banks {
+		v.PCRs[a.String()][key] = hex.EncodeToString(workloadBank(vals, a))
+	}
+	v.Basis[key] = string(measure.BasisPredicted)
+	v.Why[key] = fmt.Sprintf("the runner's %d workload events (docs/runner.md) for workload %s, config %s, args %q, env %q, extended from zero",
+		len(events), w.Image, w.Config, w.Args, w.Env)
+	for i, e := range events {
+		data, _ := e.MarshalBinary()
+		me := manifest.Event{Index: i, PCR: measure.WorkloadPCR, Type: e.Type.String(), Digests: map[string]string{},
+			Description: e.String(), Data: hex.EncodeToString(data)}
+		for _, a := range banks {
+			me.Digests[a.String()] = hex.EncodeToString(a.Sum(data))
+		}
+		v.WorkloadLog = append(v.WorkloadLog, me)
+	}
+	return nil
+}
+
+// workloadBank returns the workload PCR value of bank a.
+func workloadBank(v measure.WorkloadValues, a measure.HashAlg) []byte {
+	switch a {
+	case measure.AlgSHA1:
+		return v.PCRSHA1[:]
+	case measure.AlgSHA256:
+		return v.PCRSHA256[:]
+	case measure.AlgSHA384:
+		return v.PCRSHA384[:]
+	}
+	return v.PCRSHA512[:]
 }

@@ -58,6 +58,9 @@ func CompareShape(pub, re *Shape) []ValueRow {
 			}
 		}
 		rows = append(rows, eventRow(n, "tpm.event_log", p.EventLog, r.EventLog))
+		if len(p.WorkloadLog) > 0 || len(r.WorkloadLog) > 0 {
+			rows = append(rows, eventRow(n, "tpm.workload_log", p.WorkloadLog, r.WorkloadLog))
+		}
 	}
 	return rows
 }

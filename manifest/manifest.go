@@ -117,6 +117,12 @@ type TPMValues struct {
 	Basis    map[string]string `json:"basis"`
 	Why      map[string]string `json:"why,omitempty"`
 	EventLog []Event           `json:"event_log,omitempty"`
+	// WorkloadLog are the runner's predicted workload events (PCR 15,
+	// measure.WorkloadPCR), the records of the CEL-style log the runner
+	// serves rather than firmware events: Index is the record number
+	// (from 0), Type the workload event type (image-ref ... separator),
+	// Data the hex event TLV the digests cover.
+	WorkloadLog []Event `json:"workload_log,omitempty"`
 }
 
 // Event is one predicted event-log entry in readable form.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/mkcvm/mkcvm/measure"
 )
@@ -64,11 +65,17 @@ var ErrConfig = errors.New("runner configuration")
 
 type source struct{ name, text string }
 
+// DefaultConfig returns the configuration before any key is applied: the
+// defaults ParseConfig starts from and MarshalFile leaves out.
+func DefaultConfig() *Config {
+	return &Config{OnExit: ActionPoweroff, OnError: ActionPoweroff, Net: "none", TEE: "auto", Hostname: "mkcvm", MaxBytes: 1 << 30}
+}
+
 // ParseConfig reads the configuration from the initrd file's contents (file,
 // may be empty) and the kernel command line. A key set in both places is an
 // error: the runner fails closed rather than pick one.
 func ParseConfig(file, cmdline string) (*Config, error) {
-	c := &Config{OnExit: ActionPoweroff, OnError: ActionPoweroff, Net: "none", TEE: "auto", Hostname: "mkcvm", MaxBytes: 1 << 30}
+	c := DefaultConfig()
 	seen := map[string]string{}
 	var errs []error
 	fileKVs, err := fileKeys(file)
@@ -233,4 +240,80 @@ func splitCmdline(s string) []string {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// maxFileValue is the longest value CheckFileValue accepts: a ConfigFile
+// line (mkcvm.<key>=<value>, the longest key, the line break) must fit the
+// bufio.Scanner token limit ParseConfig reads lines with.
+const maxFileValue = bufio.MaxScanTokenSize - len("mkcvm.insecure_registry=\n")
+
+// CheckFileValue reports whether v can be written as a ConfigFile value
+// that ParseConfig reads back verbatim: no line break, no trailing white
+// space (ParseConfig trims lines) and not longer than a line may be.
+func CheckFileValue(v string) error {
+	switch {
+	case strings.ContainsRune(v, '\n'):
+		return fmt.Errorf("%q holds a line break", v)
+	case strings.TrimRightFunc(v, unicode.IsSpace) != v:
+		return fmt.Errorf("%q ends in white space, which %s lines drop", v, ConfigFile)
+	case len(v) > maxFileValue:
+		return fmt.Errorf("%d bytes is longer than a %s value may be (%d)", len(v), ConfigFile, maxFileValue)
+	}
+	return nil
+}
+
+// MarshalFile returns ConfigFile text that ParseConfig (with no kernel
+// command line keys) reads back as c: one mkcvm.<key>=<value> line per
+// setting that differs from DefaultConfig, in Config field order, list keys
+// in their order, LF line ends. Start from DefaultConfig and set fields.
+// The same c always gives the same bytes. A value that cannot be written
+// (see CheckFileValue) is an error naming its key.
+func (c *Config) MarshalFile() ([]byte, error) {
+	d := DefaultConfig()
+	var b bytes.Buffer
+	var errs []error
+	put := func(key, name, v string) {
+		if err := CheckFileValue(v); err != nil {
+			errs = append(errs, fmt.Errorf("%w: mkcvm.%s: %w", ErrConfig, name, err))
+			return
+		}
+		fmt.Fprintf(&b, "mkcvm.%s=%s\n", key, v)
+	}
+	opt := func(key, v, def string) {
+		if v != def {
+			put(key, key, v)
+		}
+	}
+	list := func(key string, vs []string) {
+		for i, v := range vs {
+			put(key, fmt.Sprintf("%s[%d]", key, i), v)
+		}
+	}
+	opt("image", c.Image, d.Image)
+	opt("config", c.ConfigDigest, d.ConfigDigest)
+	list("arg", c.Args)
+	list("env", c.Env)
+	opt("insecure_registry", strconv.FormatBool(c.Insecure), strconv.FormatBool(d.Insecure))
+	opt("net", c.Net, d.Net)
+	opt("iface", c.Iface, d.Iface)
+	if c.Addr.IsValid() {
+		put("ip", "ip", c.Addr.String())
+	}
+	if c.Gateway.IsValid() {
+		put("gw", "gw", c.Gateway.String())
+	}
+	list("module", c.Modules)
+	opt("clock", c.Clock, d.Clock)
+	opt("tee", c.TEE, d.TEE)
+	opt("allow_setuid", strconv.FormatBool(c.AllowSetuid), strconv.FormatBool(d.AllowSetuid))
+	opt("kbs", c.KBS, d.KBS)
+	opt("kbs_required", strconv.FormatBool(c.KBSRequired), strconv.FormatBool(d.KBSRequired))
+	opt("on_exit", string(c.OnExit), string(d.OnExit))
+	opt("on_error", string(c.OnError), string(d.OnError))
+	opt("hostname", c.Hostname, d.Hostname)
+	opt("max_bytes", strconv.FormatInt(c.MaxBytes, 10), strconv.FormatInt(d.MaxBytes, 10))
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

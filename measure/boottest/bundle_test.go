@@ -2,15 +2,18 @@ package boottest
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mkcvm/mkcvm/builder"
 	"github.com/mkcvm/mkcvm/internal/vmtest"
+	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/mkcvm/mkcvm/measure"
 )
 
@@ -64,6 +67,38 @@ func TestBuiltBundle(t *testing.T) {
 	b, err := exec.Command(mkcvm, "explain", logPath, "--manifest", file("manifest.json"), "--pcrs", pcrPath).CombinedOutput()
 	if err != nil || !bytes.Contains(b, []byte("all events and PCRs match")) {
 		t.Errorf("mkcvm explain --manifest: %v\n%s", err, b)
+	}
+
+	// The recipe's tpm-q35 shape names its captured profile, so the
+	// manifest pins PCR0 (basis profile) and PCR10 (IMA boot_aggregate),
+	// and both equal the booted values.
+	man, err := os.ReadFile(file("manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Decode(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tpm *manifest.TPMValues
+	for i := range m.Shapes {
+		if m.Shapes[i].Name == "tpm-q35" {
+			tpm = m.Shapes[i].TPM
+		}
+	}
+	if tpm == nil {
+		t.Fatal("manifest has no tpm-q35 TPM values")
+	}
+	for _, pcr := range []int{0, 10} {
+		k := strconv.Itoa(pcr)
+		if b := tpm.Basis[k]; b != "profile" && b != "predicted" {
+			t.Errorf("manifest PCR%d basis %q, want profile or predicted", pcr, b)
+		}
+		for _, bank := range []string{"sha256", "sha384"} {
+			if got, want := tpm.PCRs[bank][k], hex.EncodeToString(d.PCRs[bank][pcr]); got != want {
+				t.Errorf("manifest %s PCR%d %q, booted %s", bank, pcr, got, want)
+			}
+		}
 	}
 
 	read := func(p string) []byte {

@@ -76,17 +76,17 @@ type recipeParams struct {
 	kernelDeb, kver string
 	image, config   string // workload image reference and config digest
 	args, env       []string
-	conf            string
 }
 
 // recipeText writes the e2e recipe: the default recipe's pinned kernel and
-// OVMF, the virtio modules, the runner as init and its config file, and the
-// workload reference the predictor reads.
+// OVMF, the virtio modules, the runner as init, its settings on the kernel
+// command line, and the workload ([initrd.workload]), which the build writes
+// into the runner's configuration file and the predictor reads.
 func recipeText(t testing.TB, p recipeParams) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `name = "runner-e2e"
 epoch = 1751414400
-cmdline = "console=ttyS0 panic=-1 mkcvm.net=dhcp"
+cmdline = %q
 kernel = "kernel"
 
 [firmware]
@@ -110,7 +110,7 @@ deb = %q
 path = "boot/vmlinuz-%s"
 sha256 = "d8808aa4ca188560da1e6d749dcb930c87a5fd8b11ebff1f3fa6d728af35203d"
 size = 8222656
-`, filepath.Base(p.kernelDeb), p.kver)
+`, runnerCmdline(), filepath.Base(p.kernelDeb), p.kver)
 	for _, m := range virtioModules {
 		sum, size := debMember(t, p.kernelDeb, "lib/modules/"+p.kver+"/"+m)
 		fmt.Fprintf(&b, "\n[inputs.%s]\ndeb = %q\npath = %q\nsha256 = %q\nsize = %d\n",
@@ -120,12 +120,7 @@ size = 8222656
 [initrd]
 compression = "gzip"
 init = "github.com/mkcvm/mkcvm/cmd/mkcvm-runner"
-
-[[initrd.file]]
-path = "etc/mkcvm/runner.conf"
-contents = %q
-mode = "0444"
-`, p.conf)
+`)
 	for _, m := range virtioModules {
 		n := filepath.Base(m)
 		fmt.Fprintf(&b, "\n[[initrd.file]]\npath = \"lib/modules/%s\"\ninput = %q\nmode = \"0444\"\n", n, strings.TrimSuffix(n, ".ko"))
@@ -152,19 +147,15 @@ func tomlList(ss []string) string {
 	return "[" + strings.Join(q, ", ") + "]"
 }
 
-// runnerConf is /etc/mkcvm/runner.conf for the workload.
-func runnerConf(image, config string, args, env []string) string {
+// runnerCmdline is the kernel command line: the runner's settings other
+// than the workload (which [initrd.workload] puts into
+// /etc/mkcvm/runner.conf; a key may not be set in both places).
+func runnerCmdline() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "mkcvm.kbs=http://%s\nmkcvm.kbs_required=true\n", guestKBS)
-	fmt.Fprintf(&b, "mkcvm.image=%s\nmkcvm.config=%s\nmkcvm.insecure_registry=true\nmkcvm.tee=tpm\nmkcvm.on_exit=poweroff\nmkcvm.on_error=poweroff\n", image, config)
+	fmt.Fprintf(&b, "console=ttyS0 panic=-1 mkcvm.net=dhcp mkcvm.kbs=http://%s mkcvm.kbs_required=true", guestKBS)
+	b.WriteString(" mkcvm.insecure_registry=true mkcvm.tee=tpm mkcvm.on_exit=poweroff mkcvm.on_error=poweroff")
 	for _, m := range virtioModules {
-		fmt.Fprintf(&b, "mkcvm.module=/lib/modules/%s\n", filepath.Base(m))
-	}
-	for _, a := range args {
-		fmt.Fprintf(&b, "mkcvm.arg=%s\n", a)
-	}
-	for _, e := range env {
-		fmt.Fprintf(&b, "mkcvm.env=%s\n", e)
+		fmt.Fprintf(&b, " mkcvm.module=/lib/modules/%s", filepath.Base(m))
 	}
 	return b.String()
 }
@@ -208,8 +199,7 @@ func TestE2E(t *testing.T) {
 	args := []string{"--from", "the recipe"}
 	env := []string{"GREETING=hello-e2e"}
 
-	r, out := buildBundle(t, recipeParams{kernelDeb: kernelDeb, kver: kver, image: guestRef, config: configDigest, args: args, env: env,
-		conf: runnerConf(guestRef, configDigest, args, env)})
+	r, out := buildBundle(t, recipeParams{kernelDeb: kernelDeb, kver: kver, image: guestRef, config: configDigest, args: args, env: env})
 	initrdPath := filepath.Join(out, builder.InitrdName(r.Initrd.Compression))
 	st, err := os.Stat(initrdPath)
 	if err != nil {
@@ -467,8 +457,7 @@ func BenchmarkInitrdSize(b *testing.B) {
 	cfg := "sha256:" + strings.Repeat("1", 64)
 	var size int64
 	for b.Loop() {
-		r, out := buildBundle(b, recipeParams{kernelDeb: debs[0], kver: "6.1.0-50-amd64", image: ref, config: cfg,
-			conf: runnerConf(ref, cfg, nil, nil)})
+		r, out := buildBundle(b, recipeParams{kernelDeb: debs[0], kver: "6.1.0-50-amd64", image: ref, config: cfg})
 		st, err := os.Stat(filepath.Join(out, builder.InitrdName(r.Initrd.Compression)))
 		if err != nil {
 			b.Fatal(err)
