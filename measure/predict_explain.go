@@ -359,6 +359,11 @@ func explainPCRs(p *Prediction, actual *EventLog, quoted map[HashAlg]map[uint32]
 			}
 			if !pinned {
 				v.Verdict, v.Reason = VerdictUnchecked, "not pinned: "+p.Why[pcr]
+			} else if v.Replayed == nil && q == nil {
+				// Nothing to compare the prediction with: this log has no
+				// events for the PCR (e.g. IMA's PCR 10 or the runner's
+				// workload PCR) and no TPM value was given.
+				v.Verdict, v.Reason = VerdictUnchecked, "no events for this PCR in the log and no TPM value given (pass the quoted PCRs)"
 			}
 			if len(why) > 0 {
 				v.Verdict, v.Reason = VerdictDiffer, strings.Join(why, "; ")
