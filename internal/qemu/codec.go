@@ -1,4 +1,4 @@
-package vmtest
+package qemu
 
 import (
 	"encoding/base64"
