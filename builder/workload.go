@@ -6,13 +6,13 @@ import (
 	"strings"
 
 	"github.com/mkcvm/mkcvm/initrd"
-	"github.com/mkcvm/mkcvm/initrd/runner"
+	"github.com/mkcvm/mkcvm/initrd/runner/spec"
 )
 
 // workloadConfigPath is where the recipe's [initrd.workload] lands in the
-// initrd: the runner's configuration file (runner.ConfigFile), as an
+// initrd: the runner's configuration file (spec.ConfigFile), as an
 // initrd record path; workloadConfigMode is its permission.
-var workloadConfigPath = strings.TrimPrefix(runner.ConfigFile, "/")
+var workloadConfigPath = strings.TrimPrefix(spec.ConfigFile, "/")
 
 const workloadConfigMode = 0o644
 
@@ -22,12 +22,12 @@ func init() {
 }
 
 // WorkloadConfigFile returns the runner configuration file for w, written
-// with the runner's own encoder (runner.Config.MarshalFile): mkcvm.image,
+// with the runner's own encoder (spec.Config.MarshalFile): mkcvm.image,
 // mkcvm.config, then one mkcvm.arg and mkcvm.env line per entry, in order.
 // Every other runner setting keeps its default unless the kernel command
 // line sets it.
 func WorkloadConfigFile(w *Workload) ([]byte, error) {
-	c := runner.DefaultConfig()
+	c := spec.DefaultConfig()
 	c.Image, c.ConfigDigest = w.Image, w.Config
 	c.Args, c.Env = slices.Clone(w.Args), slices.Clone(w.Env)
 	return c.MarshalFile()
@@ -60,7 +60,7 @@ func handWrittenConfig(files []InitrdFile) int {
 
 func workloadConflict(i int, p string) error {
 	return &RecipeError{Where: fmt.Sprintf("initrd.file[%d]", i), Field: "path",
-		Reason: fmt.Sprintf("%q conflicts with [initrd.workload], which writes %s: move the settings to [initrd.workload] or the kernel command line (mkcvm.<key>=<value>)", p, runner.ConfigFile)}
+		Reason: fmt.Sprintf("%q conflicts with [initrd.workload], which writes %s: move the settings to [initrd.workload] or the kernel command line (mkcvm.<key>=<value>)", p, spec.ConfigFile)}
 }
 
 // checkWorkload is the recipe validator's hook for [initrd.workload]
@@ -89,7 +89,7 @@ func checkWorkload(r *Recipe) []error {
 		vals []string
 	}{{"args", w.Args}, {"env", w.Env}} {
 		for i, v := range l.vals {
-			if err := runner.CheckFileValue(v); err != nil {
+			if err := spec.CheckFileValue(v); err != nil {
 				bad(fmt.Sprintf("%s[%d]", l.key, i), "%v", err)
 			}
 		}
@@ -110,9 +110,9 @@ func checkRunnerAccepts(w *Workload, cmdline string) error {
 	if err != nil {
 		return &RecipeError{Where: "initrd.workload", Reason: err.Error()}
 	}
-	c, err := runner.ParseConfig(string(b), cmdline)
+	c, err := spec.ParseConfig(string(b), cmdline)
 	if err != nil {
-		return &RecipeError{Where: "cmdline", Reason: fmt.Sprintf("with [initrd.workload] in %s the runner would refuse its configuration: %v", runner.ConfigFile, err)}
+		return &RecipeError{Where: "cmdline", Reason: fmt.Sprintf("with [initrd.workload] in %s the runner would refuse its configuration: %v", spec.ConfigFile, err)}
 	}
 	if c.Image != w.Image || c.ConfigDigest != w.Config || !slices.Equal(c.Args, w.Args) || !slices.Equal(c.Env, w.Env) {
 		return &RecipeError{Where: "cmdline", Reason: "mkcvm.image, mkcvm.config, mkcvm.arg and mkcvm.env belong in [initrd.workload]: on the kernel command line they change the workload the runner measures away from the predicted one"}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mkcvm/mkcvm/initrd"
-	"github.com/mkcvm/mkcvm/initrd/runner"
+	"github.com/mkcvm/mkcvm/initrd/runner/spec"
 )
 
 const (
@@ -80,7 +80,7 @@ func TestBuildWorkloadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	root.Close()
-	c, err := runner.ParseConfig(string(conf.Data), r.Cmdline)
+	c, err := spec.ParseConfig(string(conf.Data), r.Cmdline)
 	if err != nil {
 		t.Fatalf("the runner refuses the written configuration: %v", err)
 	}

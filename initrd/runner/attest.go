@@ -64,25 +64,6 @@ func (a *Attester) Events() []measure.WorkloadEvent {
 	return append([]measure.WorkloadEvent(nil), a.events...)
 }
 
-// EvidenceResponse is the JSON body of GET /evidence and of the key-broker
-// request. Byte fields are base64.
-type EvidenceResponse struct {
-	Nonce     []byte `json:"nonce"`
-	PublicKey []byte `json:"public_key"` // boot key, PKIX DER (ECDH P-256)
-	// WorkloadLog is the workload event log (measure.MarshalWorkloadLog);
-	// LogSHA256 its SHA-256, bound into every piece of evidence.
-	WorkloadLog    []byte          `json:"workload_log"`
-	LogSHA256      string          `json:"log_sha256"`
-	WorkloadEvents []ReadableEvent `json:"workload_events"`
-	Evidence       []*Evidence     `json:"evidence"`
-}
-
-// ReadableEvent is a workload event for humans.
-type ReadableEvent struct {
-	Type  string `json:"type"`
-	Value string `json:"value"`
-}
-
 // Evidence collects fresh evidence from every TEE bound to nonce.
 func (a *Attester) Evidence(ctx context.Context, nonce []byte) (*EvidenceResponse, error) {
 	events := a.Events()

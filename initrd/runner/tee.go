@@ -23,35 +23,6 @@ type TEE interface {
 	Report(ctx context.Context, b measure.WorkloadBinding) (*Evidence, error)
 }
 
-// Evidence is one TEE's answer. Byte fields are base64 in JSON.
-type Evidence struct {
-	Kind string `json:"kind"`
-	// Report is the SEV-SNP attestation report followed by its certificate
-	// table as the kernel returns it, or the TDX quote.
-	Report []byte `json:"report,omitempty"`
-	// TPM: the AK public area (TPMT_PUBLIC), the quote (TPMS_ATTEST), its
-	// signature (TPMT_SIGNATURE) and the quoted PCRs of the SHA-256 bank.
-	AKPublic  []byte     `json:"ak_public,omitempty"`
-	Quote     []byte     `json:"quote,omitempty"`
-	Signature []byte     `json:"signature,omitempty"`
-	PCRs      []PCRValue `json:"pcrs,omitempty"`
-	// EventLog is the firmware event log: the TCG log from securityfs for
-	// a TPM, the CCEL ACPI table for TDX.
-	EventLog []byte `json:"event_log,omitempty"`
-	// Registers are the values of a software bank (tests, tee=none).
-	Registers []PCRValue `json:"registers,omitempty"`
-	// ReportData echoes the bound data: 64 bytes (SNP, TDX, software) or
-	// the 32-byte TPM qualifying data.
-	ReportData []byte `json:"report_data"`
-}
-
-// PCRValue is one register value.
-type PCRValue struct {
-	Bank  string `json:"bank"` // sha256, sha384
-	Index int    `json:"index"`
-	Value []byte `json:"value"`
-}
-
 // SoftwareBank is a TEE in memory: PCR measure.WorkloadPCR in SHA-256 and
 // SHA-384 and RTMR measure.WorkloadRTMR. It proves nothing; it backs tests
 // and mkcvm.tee=none, where the served evidence still carries the log.

@@ -41,6 +41,24 @@ func TestDependencyDirection(t *testing.T) {
 	}
 }
 
+// TestCLIWithoutRunnerDeviceCode keeps the runner's TEE clients, network
+// set-up and their global flags out of the mkcvm CLI: the builder and the
+// verifiers use only the runner's formats (initrd/runner/spec).
+func TestCLIWithoutRunnerDeviceCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	deps, err := Deps(mod + "/cmd/mkcvm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range deps {
+		if d == mod+"/initrd/runner" {
+			t.Errorf("cmd/mkcvm depends on %s; use %s/initrd/runner/spec", d, mod)
+		}
+	}
+}
+
 func TestForbiddenFindsKnownEdge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")

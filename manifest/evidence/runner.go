@@ -12,43 +12,16 @@ import (
 	"strconv"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/mkcvm/mkcvm/initrd/runner/spec"
 	"github.com/mkcvm/mkcvm/manifest"
 	"github.com/mkcvm/mkcvm/measure"
 )
 
 // KindRunner is the JSON answer of the in-guest runner's GET /evidence
-// (initrd/runner.EvidenceResponse): the workload log plus one piece of
+// (spec.EvidenceResponse, the runner's own wire type): the workload log plus one piece of
 // evidence per TEE, each bound to the nonce, the log digest and the
 // runner's public key (measure.WorkloadBinding).
 const KindRunner Kind = "runner"
-
-// runnerResponse mirrors initrd/runner.EvidenceResponse; evidence is
-// authenticated by its signatures, so fields the runner adds later are
-// ignored rather than rejected.
-type runnerResponse struct {
-	Nonce       []byte           `json:"nonce"`
-	PublicKey   []byte           `json:"public_key"`
-	WorkloadLog []byte           `json:"workload_log"`
-	LogSHA256   string           `json:"log_sha256"`
-	Evidence    []runnerEvidence `json:"evidence"`
-}
-
-type runnerEvidence struct {
-	Kind       string      `json:"kind"`
-	Report     []byte      `json:"report"`
-	AKPublic   []byte      `json:"ak_public"`
-	Quote      []byte      `json:"quote"`
-	Signature  []byte      `json:"signature"`
-	PCRs       []runnerPCR `json:"pcrs"`
-	EventLog   []byte      `json:"event_log"`
-	ReportData []byte      `json:"report_data"`
-}
-
-type runnerPCR struct {
-	Bank  string `json:"bank"`
-	Index int    `json:"index"`
-	Value []byte `json:"value"`
-}
 
 func isRunnerResponse(b []byte) bool {
 	var probe map[string]json.RawMessage
@@ -63,7 +36,7 @@ func isRunnerResponse(b []byte) bool {
 // verifyRunner checks the binding of a runner response, then each piece
 // of evidence with the binding as its expected nonce / report data.
 func verifyRunner(m *manifest.Manifest, it Item, opts Options) (*Report, error) {
-	var resp runnerResponse
+	var resp spec.EvidenceResponse
 	if err := json.Unmarshal(it.Data, &resp); err != nil {
 		return nil, fmt.Errorf("%w: runner evidence: %w", ErrEvidence, err)
 	}
@@ -120,7 +93,7 @@ func verifyRunner(m *manifest.Manifest, it Item, opts Options) (*Report, error) 
 
 // runnerTPM converts a runner TPM item to TPMEvidence JSON. The AK it
 // carries must equal the trusted AK.
-func runnerTPM(ev runnerEvidence, trusted crypto.PublicKey) ([]byte, crypto.PublicKey, error) {
+func runnerTPM(ev *spec.Evidence, trusted crypto.PublicKey) ([]byte, crypto.PublicKey, error) {
 	if trusted == nil {
 		return nil, nil, errors.New("no trusted attestation key given (--ak): the AK inside the evidence proves nothing by itself")
 	}
