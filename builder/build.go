@@ -173,10 +173,21 @@ func bundleArtifacts(r *Recipe, mi *MeasureInputs) []artifact {
 		arts = append(arts, artifact{"OVMF_CODE.fd", "firmware-code", mi.FirmwareCode},
 			artifact{"OVMF_VARS.fd", "firmware-vars", mi.FirmwareVars})
 	}
-	return append(arts,
+	arts = append(arts,
 		artifact{KernelFile, "kernel", mi.Kernel},
 		artifact{InitrdName(r.Initrd.Compression), "initrd", mi.Initrd},
 		artifact{CmdlineFile, "cmdline", []byte(r.Cmdline)})
+	// Captured platform profiles are inputs of reference values: ship them
+	// so that `mkcvm reproduce` recomputes every value from the bundle.
+	seen := map[string]bool{}
+	for _, s := range r.Shapes {
+		if s.Profile == "" || seen[s.Profile] {
+			continue
+		}
+		seen[s.Profile] = true
+		arts = append(arts, artifact{s.Profile + ".profile.json", "profile", mi.Inputs[s.Profile]})
+	}
+	return arts
 }
 
 // InitrdRecords returns the records of the initramfs of r (without the

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mkcvm/mkcvm/builder"
@@ -13,7 +14,7 @@ import (
 
 // benchBundle builds the default recipe (TPM, SNP and TDX shapes) when its
 // .debs are in $MKCVM_DEBDIR, else the small SNP-only test recipe.
-func benchBundle(b *testing.B) (string, *manifest.Manifest) {
+func benchBundle(b testing.TB) (string, *manifest.Manifest) {
 	b.Helper()
 	out := filepath.Join(b.TempDir(), "out")
 	if dir := os.Getenv("MKCVM_DEBDIR"); dir != "" {
@@ -80,5 +81,34 @@ func BenchmarkReproduceHashFloor(b *testing.B) {
 			io.Copy(h, f)
 			f.Close()
 		}
+	}
+}
+
+// TestReproduceDefaultBundle recomputes every value of the default recipe's
+// bundle from the bundle alone (no --input): the captured platform profile
+// the tpm-q35 shape uses travels in the bundle.
+func TestReproduceDefaultBundle(t *testing.T) {
+	if os.Getenv("MKCVM_DEBDIR") == "" {
+		t.Skip("needs the default recipe's .debs in MKCVM_DEBDIR (make debs)")
+	}
+	dir, m := benchBundle(t)
+	if m.Recipe.Name != "debian-bookworm" {
+		t.Fatalf("built recipe %q, want the default recipe", m.Recipe.Name)
+	}
+	rows, err := recomputeValues(dir, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pcr0 bool
+	for _, r := range rows {
+		if !r.Match {
+			t.Errorf("%s %s: published %s, recomputed %s: %s", r.Shape, r.Value, r.Published, r.Recomputed, r.Detail)
+		}
+		if r.Shape == "tpm-q35" && strings.HasPrefix(r.Value, "tpm.pcr0.") {
+			pcr0 = true
+		}
+	}
+	if !pcr0 {
+		t.Errorf("no PCR 0 row among %d rows: the profile-based value was not recomputed", len(rows))
 	}
 }
