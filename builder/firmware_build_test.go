@@ -381,8 +381,19 @@ func checkPredictedPCRs(t *testing.T, fw []byte, kernel, initrdPath, cmdline str
 	}
 }
 
-// TestFirmwareBuildIntelTdx builds IntelTdxX64 (TDVF) and parses its TDX
-// metadata.
+// tdxBuildMRTD is the MRTD of the pinned IntelTdxX64 build (output_sha256
+// 6b57b985...) for each page order, computed by td-shim's stand-alone
+// td_shim_tee_info_hash.py (confidential-containers/td-shim commit
+// 125eeab58f69b891175c8803b4a824bfed7389c1, Python 3.11.7):
+// `python3 td_shim_tee_info_hash.py -l off --image OVMF.fd` (single) and
+// its two-pass variant (testdata/provenance/tdx.md and firmware.md).
+var tdxBuildMRTD = map[measure.TDXPageOrder]string{
+	measure.PageOrderSingle:  "c98f432208e35dcccee5668ffb1ad79e7096598c33c96502c4e3a80ab7073400a0c8827df68f7c92d3fd280464a0b067",
+	measure.PageOrderTwoPass: "21e7d07c0a8a00c04ff4c2ac0fbf4027d9097b54cf4d807718f942e08940d10f89e2954e923b1b63374cd33f275c18ba",
+}
+
+// TestFirmwareBuildIntelTdx builds IntelTdxX64 (TDVF), parses its TDX
+// metadata and compares its MRTD with td-shim's.
 func TestFirmwareBuildIntelTdx(t *testing.T) {
 	opts := realFirmwareOptions(t)
 	s := loadFirmwareSource(t, "builder/testdata/firmware/inteltdx.toml")
@@ -393,6 +404,15 @@ func TestFirmwareBuildIntelTdx(t *testing.T) {
 	}
 	if len(md.Sections) == 0 {
 		t.Error("TDX metadata has no sections")
+	}
+	for _, order := range []measure.TDXPageOrder{measure.PageOrderSingle, measure.PageOrderTwoPass} {
+		got, err := measure.MRTD(fw, md, order)
+		if err != nil {
+			t.Fatalf("%s: %v", order, err)
+		}
+		if g := hex.EncodeToString(got[:]); g != tdxBuildMRTD[order] {
+			t.Errorf("MRTD (%s) %s, td-shim says %s", order, g, tdxBuildMRTD[order])
+		}
 	}
 }
 
