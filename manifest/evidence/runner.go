@@ -56,6 +56,14 @@ func verifyRunner(m *manifest.Manifest, it Item, opts Options) (*Report, error) 
 	rd, tn := b.ReportData(), b.TPMNonce()
 	sub := opts
 	sub.SNP.ReportData, sub.TDX.ReportData, sub.TPM.Nonce = rd[:], rd[:], tn[:]
+	// The workload log accounts for the TPM's workload PCR: it is replayed
+	// against the quote and compared with the manifest's workload events.
+	events, err := measure.ParseWorkloadLog("workload_log", resp.WorkloadLog)
+	if err != nil {
+		r.add(Check{Evidence: "runner", What: "workload log", Detail: err.Error()})
+	} else {
+		sub.TPM.Workload = append([]measure.WorkloadEvent{}, events...)
+	}
 	if len(resp.Evidence) == 0 {
 		r.add(Check{Evidence: "runner", What: "evidence", Detail: "the runner returned no TEE evidence"})
 	}

@@ -29,7 +29,10 @@ type TPMEvidence struct {
 	EventLog []byte     `json:"event_log"`
 }
 
-// TPMQuote is one TPM2_Quote result.
+// TPMQuote is one TPM2_Quote result, or one bank of it: a quote over
+// several banks (one TPMS_PCR_SELECTION each) is given as one TPMQuote per
+// bank carrying the same quote and signature bytes, each with that bank's
+// PCRs; the verifier checks such entries together as one quote.
 type TPMQuote struct {
 	Bank      string `json:"bank"`      // sha1, sha256, sha384
 	Quote     []byte `json:"quote"`     // TPMS_ATTEST (TPM 2.0 Part 2, 10.12.12)
@@ -61,6 +64,11 @@ type TPMOptions struct {
 	// Nonce is the expected qualifying data; nil skips the freshness check
 	// (the report says so).
 	Nonce []byte
+	// Workload, when non-nil, is the runner's workload log (runner
+	// evidence): PCR measure.WorkloadPCR is replayed from these events
+	// instead of the firmware event log, and they are compared with the
+	// manifest's predicted workload events.
+	Workload []measure.WorkloadEvent
 }
 
 // VerifyTPM checks TPM evidence against the TPM values of shape: each
@@ -76,17 +84,24 @@ func VerifyTPM(ev *TPMEvidence, shape *manifest.Shape, opts TPMOptions) *Report 
 		return r
 	}
 	quoted := map[string]map[uint32][]byte{}
-	for i, q := range ev.Quotes {
-		pcrs, err := verifyQuote(q, opts)
+	for i, g := range groupQuotes(ev.Quotes) {
+		name := joinBanks(g)
+		pcrs, err := verifyQuote(g, opts)
 		if err != nil {
-			fail(fmt.Sprintf("quote %d (%s)", i, q.Bank), err.Error())
+			fail(fmt.Sprintf("quote %d (%s)", i, name), err.Error())
 			continue
 		}
-		r.add(Check{Evidence: "tpm", What: "quote " + q.Bank, OK: true, Detail: "signature, nonce and pcrDigest verified"})
+		r.add(Check{Evidence: "tpm", What: "quote " + name, OK: true, Detail: "signature, nonce and pcrDigest verified"})
 		if opts.Nonce == nil {
-			r.add(Check{Evidence: "tpm", What: "quote " + q.Bank + " nonce", OK: true, Detail: "not checked (no nonce given)"})
+			r.add(Check{Evidence: "tpm", What: "quote " + name + " nonce", OK: true, Detail: "not checked (no nonce given)"})
 		}
-		quoted[q.Bank] = pcrs
+		for bank, v := range pcrs {
+			if _, dup := quoted[bank]; dup {
+				fail("quote "+name, "bank "+bank+" is quoted more than once")
+				continue
+			}
+			quoted[bank] = v
+		}
 	}
 	log, err := measure.ParseEventLog("event log", ev.EventLog)
 	if err != nil {
@@ -94,12 +109,27 @@ func VerifyTPM(ev *TPMEvidence, shape *manifest.Shape, opts TPMOptions) *Report 
 	} else {
 		for _, bank := range slices.Sorted(maps.Keys(quoted)) {
 			alg, _ := measure.ParseHashAlg(bank)
-			if err := log.VerifyReplay(alg, quoted[bank]); err != nil {
+			if !slices.Contains(log.Algs(), alg) {
+				// The quote still binds this bank's values, which
+				// comparePCRs checks against the manifest.
+				r.add(Check{Evidence: "tpm", What: "event log replay " + bank, OK: true, Detail: "not replayed: the log has no " + bank + " digests"})
+				continue
+			}
+			want, skipped := replayedPCRs(quoted[bank], shape.TPM, log, opts.Workload != nil)
+			if err := log.VerifyReplay(alg, want); err != nil {
 				fail("event log replay "+bank, err.Error())
 				continue
 			}
-			r.add(Check{Evidence: "tpm", What: "event log replay " + bank, OK: true, Detail: "log replays to the quoted PCRs"})
+			detail := "log replays to the quoted PCRs"
+			if len(skipped) > 0 {
+				detail += fmt.Sprintf(" (PCRs %v neither pinned nor logged: not replayed)", skipped)
+			}
+			r.add(Check{Evidence: "tpm", What: "event log replay " + bank, OK: true, Detail: detail})
 		}
+	}
+	if opts.Workload != nil {
+		replayWorkload(r, opts.Workload, quoted)
+		compareWorkload(r, shape.TPM, opts.Workload)
 	}
 	comparePCRs(r, shape.TPM, quoted)
 	if log != nil {
@@ -108,12 +138,121 @@ func VerifyTPM(ev *TPMEvidence, shape *manifest.Shape, opts TPMOptions) *Report 
 	return r
 }
 
-// verifyQuote checks one quote and returns its PCR values by index.
-func verifyQuote(q TPMQuote, opts TPMOptions) (map[uint32][]byte, error) {
-	alg, err := measure.ParseHashAlg(q.Bank)
-	if err != nil {
-		return nil, err
+// replayedPCRs returns the quoted PCRs the firmware event log must replay
+// to: those it logs events for and those the manifest pins. A quoted PCR
+// that is neither is left out (returned in skipped): software outside the
+// firmware log extends it (PCR 10: the kernel's IMA, with its own log) and
+// the manifest claims nothing about it. With workload (runner evidence) the
+// workload log accounts for measure.WorkloadPCR instead.
+func replayedPCRs(quoted map[uint32][]byte, tv *manifest.TPMValues, log *measure.EventLog, workload bool) (map[uint32][]byte, []uint32) {
+	logged := map[uint32]bool{}
+	for _, e := range log.Events {
+		if e.Type != measure.EvNoAction {
+			logged[e.PCR] = true
+		}
 	}
+	pinned := func(pcr uint32) bool {
+		key := strconv.Itoa(int(pcr))
+		if tv.Basis[key] == "not-pinned" {
+			return false
+		}
+		for _, vals := range tv.PCRs {
+			if _, ok := vals[key]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	want := map[uint32][]byte{}
+	var skipped []uint32
+	for _, pcr := range slices.Sorted(maps.Keys(quoted)) {
+		switch {
+		case workload && pcr == measure.WorkloadPCR:
+		case logged[pcr] || pinned(pcr):
+			want[pcr] = quoted[pcr]
+		default:
+			skipped = append(skipped, pcr)
+		}
+	}
+	return want, skipped
+}
+
+// groupQuotes groups the entries that share quote and signature bytes (one
+// multi-bank TPM2_Quote), in order of first appearance.
+func groupQuotes(qs []TPMQuote) [][]TPMQuote {
+	var out [][]TPMQuote
+	for _, q := range qs {
+		i := slices.IndexFunc(out, func(g []TPMQuote) bool {
+			return bytes.Equal(g[0].Quote, q.Quote) && bytes.Equal(g[0].Signature, q.Signature)
+		})
+		if i < 0 {
+			out = append(out, []TPMQuote{q})
+		} else {
+			out[i] = append(out[i], q)
+		}
+	}
+	return out
+}
+
+func joinBanks(g []TPMQuote) string {
+	var b []byte
+	for i, q := range g {
+		if i > 0 {
+			b = append(b, '+')
+		}
+		b = append(b, q.Bank...)
+	}
+	return string(b)
+}
+
+// replayWorkload checks that the workload events replay (from zero) to
+// the workload PCR in every quoted bank that has it.
+func replayWorkload(r *Report, events []measure.WorkloadEvent, quoted map[string]map[uint32][]byte) {
+	v := measure.ReplayWorkload(events)
+	replayed := map[string][]byte{"sha1": v.PCRSHA1[:], "sha256": v.PCRSHA256[:], "sha384": v.PCRSHA384[:], "sha512": v.PCRSHA512[:]}
+	for _, bank := range slices.Sorted(maps.Keys(quoted)) {
+		got, ok := quoted[bank][measure.WorkloadPCR]
+		if !ok || replayed[bank] == nil {
+			continue
+		}
+		c := Check{Evidence: "tpm", What: "workload log replay " + bank, OK: bytes.Equal(got, replayed[bank])}
+		if c.OK {
+			c.Detail = fmt.Sprintf("%d workload events replay to the quoted PCR%d", len(events), measure.WorkloadPCR)
+		} else {
+			c.Detail = fmt.Sprintf("PCR%d (%s): replay of the %d workload events gives %x, the TPM has %x",
+				measure.WorkloadPCR, bank, len(events), replayed[bank], got)
+		}
+		r.add(c)
+	}
+}
+
+// compareWorkload compares the runner's workload events with the
+// manifest's predicted ones (SHA-256 digests of the event TLVs), naming
+// every missing, extra or out-of-order event.
+func compareWorkload(r *Report, tv *manifest.TPMValues, events []measure.WorkloadEvent) {
+	if len(tv.WorkloadLog) == 0 || tv.Basis[strconv.Itoa(measure.WorkloadPCR)] == "not-pinned" {
+		return
+	}
+	got := make([]logged, len(events))
+	for i, e := range events {
+		got[i] = logged{index: i, typ: e.Type.String(), digest: hex.EncodeToString(e.Digest(crypto.SHA256))}
+	}
+	diffs := diffEvents(tv.WorkloadLog, got, "sha256")
+	c := Check{Evidence: "tpm", What: fmt.Sprintf("PCR%d workload events (sha256)", measure.WorkloadPCR), OK: len(diffs) == 0}
+	if c.OK {
+		c.Detail = fmt.Sprintf("%d workload events as predicted", len(got))
+	} else {
+		c.Detail = joinStrings(diffs)
+	}
+	r.add(c)
+}
+
+// verifyQuote checks one quote (the entries of g share its bytes, one per
+// quoted bank) and returns its PCR values by bank and index. Every bank
+// the quote selects must have its values given, and every value given
+// must be selected.
+func verifyQuote(g []TPMQuote, opts TPMOptions) (map[string]map[uint32][]byte, error) {
+	q := g[0]
 	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](q.Signature)
 	if err != nil {
 		return nil, fmt.Errorf("%w: TPMT_SIGNATURE: %w", ErrEvidence, err)
@@ -135,38 +274,61 @@ func verifyQuote(q TPMQuote, opts TPMOptions) (map[uint32][]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: TPMS_QUOTE_INFO: %w", ErrEvidence, err)
 	}
-	pcrs := map[uint32][]byte{}
-	for k, v := range q.PCRs {
-		n, err := strconv.ParseUint(k, 10, 32)
-		if err != nil || n > 23 {
-			return nil, fmt.Errorf("%w: PCR index %q", ErrEvidence, k)
+	out := map[string]map[uint32][]byte{}
+	for _, e := range g {
+		alg, err := measure.ParseHashAlg(e.Bank)
+		if err != nil {
+			return nil, err
 		}
-		b, err := hex.DecodeString(v)
-		if err != nil || len(b) != alg.Size() {
-			return nil, fmt.Errorf("%w: PCR%d: not a %s value", ErrEvidence, n, q.Bank)
+		if _, dup := out[e.Bank]; dup {
+			return nil, fmt.Errorf("%w: bank %s given twice for one quote", ErrEvidence, e.Bank)
 		}
-		pcrs[uint32(n)] = b
+		pcrs := map[uint32][]byte{}
+		for k, v := range e.PCRs {
+			n, err := strconv.ParseUint(k, 10, 32)
+			if err != nil || n > 23 {
+				return nil, fmt.Errorf("%w: %s PCR index %q", ErrEvidence, e.Bank, k)
+			}
+			b, err := hex.DecodeString(v)
+			if err != nil || len(b) != alg.Size() {
+				return nil, fmt.Errorf("%w: PCR%d: not a %s value", ErrEvidence, n, e.Bank)
+			}
+			pcrs[uint32(n)] = b
+		}
+		out[e.Bank] = pcrs
 	}
 	var concat []byte
-	selected := 0
+	selected := map[string]int{}
 	for _, sel := range info.PCRSelect.PCRSelections {
-		if measure.HashAlg(sel.Hash) != alg {
-			return nil, fmt.Errorf("%w: quote selects bank %s, evidence says %s", ErrEvidence, measure.HashAlg(sel.Hash), q.Bank)
+		bank := measure.HashAlg(sel.Hash).String()
+		pcrs, ok := out[bank]
+		if !ok {
+			return nil, fmt.Errorf("%w: quote selects bank %s, evidence gives no %s values", ErrEvidence, bank, bank)
 		}
+		if _, dup := selected[bank]; dup {
+			return nil, fmt.Errorf("%w: quote selects bank %s twice", ErrEvidence, bank)
+		}
+		selected[bank] = 0
 		for i := range len(sel.PCRSelect) * 8 {
 			if sel.PCRSelect[i/8]&(1<<(i%8)) == 0 {
 				continue
 			}
 			v, ok := pcrs[uint32(i)]
 			if !ok {
-				return nil, fmt.Errorf("%w: PCR%d is quoted but its value is missing", ErrEvidence, i)
+				return nil, fmt.Errorf("%w: %s PCR%d is quoted but its value is missing", ErrEvidence, bank, i)
 			}
 			concat = append(concat, v...)
-			selected++
+			selected[bank]++
 		}
 	}
-	if selected != len(pcrs) {
-		return nil, fmt.Errorf("%w: %d PCR values given, quote selects %d", ErrEvidence, len(pcrs), selected)
+	for _, bank := range slices.Sorted(maps.Keys(out)) {
+		n, ok := selected[bank]
+		if !ok {
+			return nil, fmt.Errorf("%w: evidence gives %s values, the quote does not select bank %s", ErrEvidence, bank, bank)
+		}
+		if n != len(out[bank]) {
+			return nil, fmt.Errorf("%w: %d %s PCR values given, quote selects %d", ErrEvidence, len(out[bank]), bank, n)
+		}
 	}
 	h, err := sigHash(sig)
 	if err != nil {
@@ -177,7 +339,7 @@ func verifyQuote(q TPMQuote, opts TPMOptions) (map[uint32][]byte, error) {
 	if !bytes.Equal(d.Sum(nil), info.PCRDigest.Buffer) {
 		return nil, fmt.Errorf("%w: pcrDigest %x does not match the PCR values", ErrEvidence, info.PCRDigest.Buffer)
 	}
-	return pcrs, nil
+	return out, nil
 }
 
 func sigHash(sig *tpm2.TPMTSignature) (crypto.Hash, error) {
@@ -239,11 +401,11 @@ func verifyTPMSignature(ak crypto.PublicKey, msg []byte, sig *tpm2.TPMTSignature
 	return nil
 }
 
-// comparePCRs requires every pinned PCR to be quoted and equal in at
-// least one of the manifest's banks; every quoted bank the manifest pins
-// is compared. A bank the evidence does not quote is reported as covered
-// by the other bank (both banks extend the same events), unless no bank
-// of that PCR is quoted, which fails.
+// comparePCRs requires every pinned PCR to be quoted and equal in every
+// bank the manifest pins it in: a bank the manifest pins but the evidence
+// does not quote fails, naming the bank (a digest bank left unquoted could
+// hold anything, e.g. when a bank's events were not extended by software
+// that only knows the other bank).
 func comparePCRs(r *Report, tv *manifest.TPMValues, quoted map[string]map[uint32][]byte) {
 	banks := slices.Sorted(maps.Keys(tv.PCRs))
 	idxs := map[int]bool{}
@@ -258,33 +420,23 @@ func comparePCRs(r *Report, tv *manifest.TPMValues, quoted map[string]map[uint32
 		if basis == "not-pinned" {
 			continue
 		}
-		var covered []string
-		var unquoted []Check
 		for _, bank := range banks {
 			want, pinned := tv.PCRs[bank][key]
 			if !pinned {
 				continue
 			}
 			c := Check{Evidence: "tpm", What: fmt.Sprintf("PCR%d %s", idx, bank), Want: want}
-			got, ok := quoted[bank][uint32(idx)]
-			if !ok {
-				unquoted = append(unquoted, c)
-				continue
-			}
-			c.Got = hex.EncodeToString(got)
-			c.OK = c.Got == want
-			c.Detail = detailIf(!c.OK, "value differs")
-			if c.OK {
-				covered = append(covered, bank)
-			}
-			r.add(c)
-		}
-		for _, c := range unquoted {
-			if len(covered) > 0 {
-				c.OK, c.Want = true, ""
-				c.Detail = fmt.Sprintf("not quoted; PCR%d verified in %s", idx, joinStrings(covered))
-			} else {
-				c.Detail = fmt.Sprintf("pinned (%s) but not verified in any quoted bank", basis)
+			vals, bankQuoted := quoted[bank]
+			got, ok := vals[uint32(idx)]
+			switch {
+			case !bankQuoted:
+				c.Detail = fmt.Sprintf("bank %s is not quoted, but the manifest pins PCR%d in it (%s)", bank, idx, basis)
+			case !ok:
+				c.Detail = fmt.Sprintf("PCR%d is not in the quoted %s bank, but the manifest pins it (%s)", idx, bank, basis)
+			default:
+				c.Got = hex.EncodeToString(got)
+				c.OK = c.Got == want
+				c.Detail = detailIf(!c.OK, "value differs")
 			}
 			r.add(c)
 		}

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/tpm2"
 
 	"github.com/mkcvm/mkcvm/builder"
 	"github.com/mkcvm/mkcvm/initrd/runner"
@@ -214,7 +215,8 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	var released atomic.Int32
-	kbsPort := keyBroker(t, predicted.PCRSHA256[:], &released)
+	var received atomic.Pointer[runner.EvidenceResponse]
+	kbsPort := keyBroker(t, predicted, &released, &received)
 	opts := vmtest.Options{
 		Code: filepath.Join(out, "OVMF_CODE.fd"), Vars: filepath.Join(out, "OVMF_VARS.fd"),
 		Kernel: filepath.Join(out, builder.KernelFile), Initrd: initrdPath, Append: r.Cmdline,
@@ -230,6 +232,16 @@ func TestE2E(t *testing.T) {
 		if released.Load() != 1 {
 			t.Errorf("the key broker released the secret %d times, want 1", released.Load())
 		}
+	})
+	// The evidence the key broker accepted, checked by the library the
+	// `mkcvm verify` command uses against the build's own manifest.json:
+	// no second boot.
+	t.Run("verify evidence", func(t *testing.T) {
+		ev := received.Load()
+		if ev == nil {
+			t.Fatal("the key broker received no evidence")
+		}
+		verifyBrokerEvidence(t, filepath.Join(out, builder.ManifestFile), ev)
 	})
 	t.Run("wrong layer digest", func(t *testing.T) {
 		tamper.Store(true)
@@ -308,9 +320,9 @@ func checkConsole(t *testing.T, con string, predicted measure.WorkloadValues) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("PCR %d: swtpm quote %x, replay %x, predicted %x", measure.WorkloadPCR, pcr15, replay.PCRSHA256, predicted.PCRSHA256)
-	if !bytes.Equal(pcr15, predicted.PCRSHA256[:]) {
-		t.Errorf("quoted PCR %d %x != predicted %x", measure.WorkloadPCR, pcr15, predicted.PCRSHA256)
+	t.Logf("PCR %d: swtpm quote %x, replay %x, predicted %x", measure.WorkloadPCR, pcr15["sha256"], replay.PCRSHA256, predicted.PCRSHA256)
+	if err := checkPCR15(pcr15, predicted); err != nil {
+		t.Error(err)
 	}
 	if len(tpmEv.EventLog) == 0 {
 		t.Error("no firmware event log served")
@@ -341,15 +353,17 @@ func servedEvidence(t *testing.T, con string) *runner.EvidenceResponse {
 	return &ev
 }
 
-// verifyQuote checks the TPM quote's signature with the served AK, its
-// qualifying data against the binding and the PCR digest against the served
-// PCRs, and returns PCR 15.
-func verifyQuote(ev *runner.Evidence, b measure.WorkloadBinding) ([]byte, error) {
-	pub, err := tpm2.DecodePublic(ev.AKPublic)
+// verifyQuote checks the TPM quote with go-tpm's decoders (independent of
+// manifest/evidence): its signature with the served AK, its qualifying data
+// against the binding, that it selects PCRs 0-23 of the sha256 and sha384
+// banks, and its PCR digest against the served PCRs (in selection order);
+// it returns PCR 15 of each bank.
+func verifyQuote(ev *runner.Evidence, b measure.WorkloadBinding) (map[string][]byte, error) {
+	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](ev.AKPublic)
 	if err != nil {
 		return nil, err
 	}
-	key, err := pub.Key()
+	key, err := tpm2.Pub(*pub)
 	if err != nil {
 		return nil, err
 	}
@@ -357,44 +371,78 @@ func verifyQuote(ev *runner.Evidence, b measure.WorkloadBinding) ([]byte, error)
 	if !ok {
 		return nil, fmt.Errorf("AK is %T, want ECDSA", key)
 	}
-	sig, err := tpm2.DecodeSignature(bytes.NewBuffer(ev.Signature))
+	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](ev.Signature)
+	if err != nil {
+		return nil, err
+	}
+	es, err := sig.Signature.ECDSA()
 	if err != nil {
 		return nil, err
 	}
 	qd := sha256.Sum256(ev.Quote)
-	if sig.ECC == nil || !ecdsa.Verify(ek, qd[:], sig.ECC.R, sig.ECC.S) {
+	if !ecdsa.Verify(ek, qd[:], new(big.Int).SetBytes(es.SignatureR.Buffer), new(big.Int).SetBytes(es.SignatureS.Buffer)) {
 		return nil, fmt.Errorf("TPM quote signature does not verify with the served AK")
 	}
-	att, err := tpm2.DecodeAttestationData(ev.Quote)
+	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](ev.Quote)
 	if err != nil {
 		return nil, err
 	}
 	n := b.TPMNonce()
-	if !bytes.Equal(att.ExtraData, n[:]) {
-		return nil, fmt.Errorf("quote qualifying data %x does not bind nonce, log and key (%x)", att.ExtraData, n)
+	if !bytes.Equal(att.ExtraData.Buffer, n[:]) {
+		return nil, fmt.Errorf("quote qualifying data %x does not bind nonce, log and key (%x)", att.ExtraData.Buffer, n)
+	}
+	info, err := att.Attested.Quote()
+	if err != nil {
+		return nil, err
+	}
+	banks := []string{"sha256", "sha384"}
+	sels := info.PCRSelect.PCRSelections
+	if len(sels) != 2 || sels[0].Hash != tpm2.TPMAlgSHA256 || sels[1].Hash != tpm2.TPMAlgSHA384 ||
+		!bytes.Equal(sels[0].PCRSelect, []byte{0xff, 0xff, 0xff}) || !bytes.Equal(sels[1].PCRSelect, []byte{0xff, 0xff, 0xff}) {
+		return nil, fmt.Errorf("quote selects %+v, want PCRs 0-23 of %v", sels, banks)
+	}
+	if len(ev.PCRs) != 48 {
+		return nil, fmt.Errorf("%d PCR values served, want 48", len(ev.PCRs))
 	}
 	h := sha256.New()
-	var pcr15 []byte
-	for _, p := range ev.PCRs {
+	pcr15 := map[string][]byte{}
+	for i, p := range ev.PCRs {
+		if p.Bank != banks[i/24] || p.Index != i%24 {
+			return nil, fmt.Errorf("served PCR value %d is %s PCR %d, want %s PCR %d", i, p.Bank, p.Index, banks[i/24], i%24)
+		}
 		h.Write(p.Value)
 		if p.Index == measure.WorkloadPCR {
-			pcr15 = p.Value
+			pcr15[p.Bank] = p.Value
 		}
 	}
-	if att.AttestedQuoteInfo == nil || !bytes.Equal(h.Sum(nil), att.AttestedQuoteInfo.PCRDigest) {
+	if !bytes.Equal(h.Sum(nil), info.PCRDigest.Buffer) {
 		return nil, fmt.Errorf("quoted PCR digest does not match the served PCR values")
 	}
 	return pcr15, nil
 }
 
+// checkPCR15 compares the quoted PCR 15 of both banks with the predictor.
+func checkPCR15(pcr15 map[string][]byte, predicted measure.WorkloadValues) error {
+	for bank, want := range map[string][]byte{"sha256": predicted.PCRSHA256[:], "sha384": predicted.PCRSHA384[:]} {
+		if !bytes.Equal(pcr15[bank], want) {
+			return fmt.Errorf("quoted PCR %d %s %x != predicted %x", measure.WorkloadPCR, bank, pcr15[bank], want)
+		}
+	}
+	return nil
+}
+
 // kbsSecret is what the test key broker releases.
 const kbsSecret = "released-only-to-the-measured-workload"
 
+// kbsNonce is the key broker's challenge.
+var kbsNonce = []byte("e2e-kbs-challenge-nonce")
+
 // keyBroker is a key broker on 127.0.0.1: it releases kbsSecret, sealed to
 // the runner's boot key, only for a TPM quote that verifies, binds its
-// challenge, the served log and the key, and shows the predicted PCR 15.
-func keyBroker(t *testing.T, want []byte, served *atomic.Int32) int {
-	nonce := []byte("e2e-kbs-challenge-nonce")
+// challenge, the served log and the key, and shows the predicted PCR 15 in
+// both quoted banks. It keeps the first evidence it accepts in got.
+func keyBroker(t *testing.T, want measure.WorkloadValues, served *atomic.Int32, got *atomic.Pointer[runner.EvidenceResponse]) int {
+	nonce := kbsNonce
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /challenge", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string][]byte{"nonce": nonce})
@@ -417,9 +465,10 @@ func keyBroker(t *testing.T, want []byte, served *atomic.Int32) int {
 				if err != nil {
 					return err
 				}
-				if !bytes.Equal(pcr15, want) {
-					return fmt.Errorf("PCR 15 %x, want %x", pcr15, want)
+				if err := checkPCR15(pcr15, want); err != nil {
+					return err
 				}
+				got.CompareAndSwap(nil, &ev)
 				s, err := runner.Seal(ev.PublicKey, []byte(kbsSecret), rand.Reader)
 				if err != nil {
 					return err

@@ -26,7 +26,8 @@ type Evidence struct {
 	// table as the kernel returns it, or the TDX quote.
 	Report []byte `json:"report,omitempty"`
 	// TPM: the AK public area (TPMT_PUBLIC), the quote (TPMS_ATTEST), its
-	// signature (TPMT_SIGNATURE) and the quoted PCRs of the SHA-256 bank.
+	// signature (TPMT_SIGNATURE) and the quoted PCRs: one quote over the
+	// SHA-256 then the SHA-384 bank, PCRs listed in that (pcrDigest) order.
 	AKPublic  []byte     `json:"ak_public,omitempty"`
 	Quote     []byte     `json:"quote,omitempty"`
 	Signature []byte     `json:"signature,omitempty"`
