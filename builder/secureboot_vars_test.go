@@ -27,48 +27,34 @@ func readOVMF(t testing.TB, path string) []byte {
 	return b
 }
 
-type liveVar struct {
-	Name, Vendor string
-	Attributes   uint32
-	Data         []byte
-}
-
-func liveFromMeasure(vs []measure.UEFIVariable) []liveVar {
-	var out []liveVar
-	for _, v := range vs {
-		out = append(out, liveVar{v.Name, v.Vendor.String(), v.Attributes, v.Data})
+// TestVarStoreDebianMS decodes Debian's Microsoft-enrolled VARS (made by
+// booting EnrollDefaultKeys, not by mkcvm) with measure.ParseVarStoreLayout,
+// checks it is writable, and re-encodes every record with AuthVariable's
+// encoder: edk2 wrote those bytes, so this cross-checks the encoder and the
+// decoded header fields against an independent writer.
+func TestVarStoreDebianMS(t *testing.T) {
+	fd := readOVMF(t, debianVarsMS)
+	s, err := writableVarStore("OVMF_VARS_4M.ms.fd", fd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-func liveFromStore(s *VarStore) []liveVar {
-	var out []liveVar
-	for _, v := range s.Vars {
-		if v.State == VarStateAdded || v.State == VarStateAdded&0xfe {
-			out = append(out, liveVar{v.Name, v.Vendor.String(), v.Attributes, v.Data})
+	for _, want := range []struct {
+		name   string
+		vendor ovmf.GUID
+	}{{"PK", EFIGlobalVariableGUID}, {"KEK", EFIGlobalVariableGUID}, {"db", EFIImageSecurityDatabaseGUID}, {"dbx", EFIImageSecurityDatabaseGUID}} {
+		if _, ok := activeVar(s, want.name, want.vendor); !ok {
+			t.Errorf("no live %s", want.name)
 		}
 	}
-	return out
-}
-
-// TestParseVarStoreDebianMS decodes Debian's Microsoft-enrolled VARS (made
-// by booting EnrollDefaultKeys, not by mkcvm) and compares the live
-// variables with measure.ParseVarStore, the decoder the PCR 7 predictor uses.
-func TestParseVarStoreDebianMS(t *testing.T) {
-	fd := readOVMF(t, debianVarsMS)
-	s, err := ParseVarStore("OVMF_VARS_4M.ms.fd", fd)
-	if err != nil {
-		t.Fatal(err)
+	for _, r := range s.Records {
+		v := AuthVariable{State: r.State, Attributes: r.Attributes, MonotonicCount: r.MonotonicCount, TimeStamp: r.TimeStamp, PubKeyIndex: r.PubKeyIndex, Name: r.Name, Vendor: r.Vendor, Data: r.Data}
+		enc, _ := v.MarshalBinary()
+		if got := fd[r.Offset : r.Offset+len(enc)]; !bytes.Equal(got, enc) {
+			t.Errorf("record %s at 0x%x: re-encoded bytes differ from the image", r.Name, r.Offset)
+		}
 	}
-	if _, ok := s.Active("PK", EFIGlobalVariableGUID); !ok {
-		t.Error("no live PK")
-	}
-	m, err := measure.ParseVarStore("OVMF_VARS_4M.ms.fd", fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(liveFromMeasure(m), liveFromStore(s)); d != "" {
-		t.Errorf("live variables differ from measure.ParseVarStore (-measure +builder):\n%s", d)
+	if s.End <= s.HeaderOffset+28 || s.End > s.HeaderOffset+s.Size {
+		t.Errorf("End 0x%x outside the store [0x%x, 0x%x)", s.End, s.HeaderOffset, s.HeaderOffset+s.Size)
 	}
 }
 
@@ -86,16 +72,16 @@ func TestEnrollSecureBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []liveVar{
-		{"db", EFIImageSecurityDatabaseGUID.String(), 0x27, sb.DB},
-		{"KEK", EFIGlobalVariableGUID.String(), 0x27, sb.KEK},
-		{"PK", EFIGlobalVariableGUID.String(), 0x27, sb.PK},
+	want := []measure.UEFIVariable{
+		{Vendor: EFIImageSecurityDatabaseGUID, Name: "db", Attributes: 0x27, Data: sb.DB},
+		{Vendor: EFIGlobalVariableGUID, Name: "KEK", Attributes: 0x27, Data: sb.KEK},
+		{Vendor: EFIGlobalVariableGUID, Name: "PK", Attributes: 0x27, Data: sb.PK},
 	}
-	if d := cmp.Diff(want, liveFromMeasure(m)); d != "" {
+	if d := cmp.Diff(want, m); d != "" {
 		t.Errorf("enrolled store (-want +got):\n%s", d)
 	}
-	s, _ := ParseVarStore("enrolled", out)
-	if v, _ := s.Active("PK", EFIGlobalVariableGUID); v.TimeStamp != EFITime(time.Unix(1700000000, 0)) || v.TimeStamp[0] != 0xe7 {
+	s, _ := measure.ParseVarStoreLayout("enrolled", out)
+	if v, _ := activeVar(s, "PK", EFIGlobalVariableGUID); v.TimeStamp != EFITime(time.Unix(1700000000, 0)) || v.TimeStamp[0] != 0xe7 {
 		t.Errorf("PK timestamp % x", v.TimeStamp)
 	}
 	if _, err := EnrollSecureBoot("enrolled", out, sb, 1700000000); !errors.Is(err, ErrVarExists) {
@@ -103,7 +89,7 @@ func TestEnrollSecureBoot(t *testing.T) {
 	}
 }
 
-func TestParseVarStoreErrors(t *testing.T) {
+func TestWritableVarStoreErrors(t *testing.T) {
 	fd := readOVMF(t, "/usr/share/OVMF/OVMF_VARS_4M.fd")
 	mod := func(off int, b ...byte) []byte {
 		c := bytes.Clone(fd)
@@ -124,47 +110,17 @@ func TestParseVarStoreErrors(t *testing.T) {
 		{"not an NV FV", "FileSystemGuid", mod(16, 1)},
 		{"store GUID", "VARIABLE_STORE_HEADER.Signature", mod(0x48, 0)},
 		{"store size", "VARIABLE_STORE_HEADER.Size", mod(0x48+16, 0xff, 0xff, 0xff, 0x7f)},
-		{"format", "Format/State", mod(0x48+20, 0)},
-		{"data size", "NameSize/DataSize", huge},
+		{"format", "VARIABLE_STORE_HEADER.Format", mod(0x48+20, 0)},
+		{"state", "VARIABLE_STORE_HEADER.State", mod(0x48+21, 0)},
+		{"data size", "NameSize", huge},
 		{"garbage in free space", "free space", mod(0x1000, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseVarStore("vars.fd", tc.in)
+			_, err := writableVarStore("vars.fd", tc.in)
 			var fe *ovmf.FormatError
 			if !errors.As(err, &fe) || !bytes.Contains([]byte(fe.Field), []byte(tc.field)) {
 				t.Errorf("err = %v, want a FormatError on %s", err, tc.field)
 			}
 		})
 	}
-}
-
-func FuzzParseVarStore(f *testing.F) {
-	if fd, err := os.ReadFile("/usr/share/OVMF/OVMF_VARS_4M.fd"); err == nil {
-		v := AuthVariable{Name: "PK", Vendor: EFIGlobalVariableGUID, State: VarStateAdded, Attributes: 0x27, Data: []byte("esl")}
-		enc, _ := v.MarshalBinary()
-		seed := bytes.Clone(fd[:0x2000])
-		copy(seed[0x64:], enc)
-		// Shrink the store so the seed stays small.
-		seed[0x48+16], seed[0x48+17], seed[0x48+18], seed[0x48+19] = 0x00, 0x1f, 0, 0
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if len(b) > 1<<16 {
-			return
-		}
-		s, err := ParseVarStore("fuzz", b)
-		if err != nil {
-			return
-		}
-		// Encode -> parse: each variable's header fields (all but NameSize,
-		// as names are decoded up to their NUL) and data re-encode to the
-		// bytes they came from.
-		for _, v := range s.Vars {
-			enc, _ := v.MarshalBinary()
-			h := b[v.Offset : v.Offset+60]
-			if !bytes.Equal(enc[:36], h[:36]) || !bytes.Equal(enc[40:60], h[40:60]) || !bytes.HasSuffix(enc, v.Data) {
-				t.Fatalf("variable at 0x%x does not round-trip", v.Offset)
-			}
-		}
-	})
 }

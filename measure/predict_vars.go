@@ -47,20 +47,83 @@ type UEFIVariable struct {
 // ParseVarStore returns the live variables of an OVMF VARS image, in store
 // order. input names the image in errors.
 func ParseVarStore(input string, vars []byte) ([]UEFIVariable, error) {
+	l, err := ParseVarStoreLayout(input, vars)
+	if err != nil {
+		return nil, err
+	}
+	var out []UEFIVariable
+	for _, r := range l.Records {
+		if r.Live() {
+			out = append(out, r.UEFIVariable)
+		}
+	}
+	return out, nil
+}
+
+// fvFileSystemGUIDOffset is EFI_FIRMWARE_VOLUME_HEADER.FileSystemGuid.
+const fvFileSystemGUIDOffset = 16
+
+// VarStoreLayout is the variable store of an OVMF VARS image as laid out in
+// the image: where the store and each record sit, so a writer can append
+// variables in place.
+type VarStoreLayout struct {
+	FileSystemGUID ovmf.GUID // EFI_FIRMWARE_VOLUME_HEADER.FileSystemGuid
+	HeaderOffset   int       // image offset of VARIABLE_STORE_HEADER
+	Size           int       // VARIABLE_STORE_HEADER.Size (from HeaderOffset)
+	Format, State  byte      // VARIABLE_STORE_HEADER.Format and State
+	// Authenticated is true for a gEfiAuthenticatedVariableGuid store
+	// (AUTHENTICATED_VARIABLE_HEADER records), false for gEfiVariableGuid.
+	Authenticated bool
+	// End is the image offset just past the last record, rounded up to
+	// the 4-byte header alignment and capped at HeaderOffset+Size: where
+	// the next variable goes.
+	End     int
+	Records []VarRecord // every record, live or deleted, in store order
+}
+
+// VarRecord is one VARIABLE_HEADER or AUTHENTICATED_VARIABLE_HEADER record
+// with its name and data.
+type VarRecord struct {
+	UEFIVariable
+	Offset         int   // image offset of the header
+	State          uint8 // VARIABLE_HEADER.State
+	MonotonicCount uint64
+	TimeStamp      [16]byte // EFI_TIME
+	PubKeyIndex    uint32   // authenticated stores only, like the two above
+}
+
+// VarAdded is the State of a live variable: VAR_ADDED with the
+// header-valid bit cleared (VariableFormat.h).
+const VarAdded = varAdded
+
+// Live reports whether r is a live variable: VAR_ADDED, possibly while in
+// deleted transition (a replacement being written).
+func (r VarRecord) Live() bool {
+	return r.State == varAdded || r.State == varAdded&varInDeletedTransition
+}
+
+// ParseVarStoreLayout decodes the variable store of an OVMF VARS image
+// (firmware volume header, VARIABLE_STORE_HEADER and every record). It
+// checks no more than ParseVarStore: callers that write into the store
+// check FileSystemGUID, State and the free space themselves. input names
+// the image in errors.
+func ParseVarStoreLayout(input string, vars []byte) (*VarStoreLayout, error) {
 	fail := func(off int, field, format string, args ...any) error {
 		return &ovmf.FormatError{Input: input, Offset: int64(off), Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
 	if len(vars) < fvHeaderLengthOffset+2 || string(vars[fvSignatureOffset:fvSignatureOffset+4]) != "_FVH" {
 		return nil, fail(fvSignatureOffset, "EFI_FIRMWARE_VOLUME_HEADER.Signature", "not a firmware volume (want \"_FVH\")")
 	}
+	l := &VarStoreLayout{FileSystemGUID: ovmf.GUID(vars[fvFileSystemGUIDOffset : fvFileSystemGUIDOffset+16])}
 	st := int(binary.LittleEndian.Uint16(vars[fvHeaderLengthOffset:]))
 	if st+sizeofVariableStoreHeader > len(vars) {
 		return nil, fail(fvHeaderLengthOffset, "EFI_FIRMWARE_VOLUME_HEADER.HeaderLength", "0x%x leaves no room for a variable store", st)
 	}
+	l.HeaderOffset = st
 	var hdrSize int
 	switch ovmf.GUID(vars[st : st+16]) {
 	case authenticatedVariableGUID:
-		hdrSize = sizeofAuthVarHeader
+		hdrSize, l.Authenticated = sizeofAuthVarHeader, true
 	case variableGUID:
 		hdrSize = sizeofVarHeader
 	default:
@@ -70,33 +133,43 @@ func ParseVarStore(input string, vars []byte) ([]UEFIVariable, error) {
 	if size < sizeofVariableStoreHeader || size > len(vars)-st {
 		return nil, fail(st+16, "VARIABLE_STORE_HEADER.Size", "0x%x outside the %d-byte image", size, len(vars))
 	}
+	l.Size, l.Format, l.State = size, vars[st+20], vars[st+21]
 	if vars[st+20] != varStoreFormatted {
 		return nil, fail(st+20, "VARIABLE_STORE_HEADER.Format", "0x%02x, want 0x5a", vars[st+20])
 	}
 	end := st + size
-	var out []UEFIVariable
-	for off := st + sizeofVariableStoreHeader; off+hdrSize <= end; {
-		if binary.LittleEndian.Uint16(vars[off:]) != varStartID {
+	le := binary.LittleEndian
+	off := st + sizeofVariableStoreHeader
+	for off+hdrSize <= end {
+		if le.Uint16(vars[off:]) != varStartID {
 			break
 		}
-		nameSize, dataSize := binary.LittleEndian.Uint32(vars[off+hdrSize-24:]), binary.LittleEndian.Uint32(vars[off+hdrSize-20:])
+		nameSize, dataSize := le.Uint32(vars[off+hdrSize-24:]), le.Uint32(vars[off+hdrSize-20:])
 		nameOff := off + hdrSize
 		if uint64(nameSize)+uint64(dataSize) > uint64(end-nameOff) || nameSize%2 != 0 {
 			return nil, fail(off+hdrSize-24, "VARIABLE_HEADER.NameSize", "name 0x%x + data 0x%x bytes run past the store", nameSize, dataSize)
 		}
 		dataOff := nameOff + int(nameSize)
-		state := vars[off+2]
-		if state == varAdded || state == varAdded&varInDeletedTransition {
-			out = append(out, UEFIVariable{
+		r := VarRecord{
+			UEFIVariable: UEFIVariable{
 				Vendor:     ovmf.GUID(vars[off+hdrSize-16 : off+hdrSize]),
 				Name:       ucs2Decode(vars[nameOff:dataOff]),
-				Attributes: binary.LittleEndian.Uint32(vars[off+4:]),
+				Attributes: le.Uint32(vars[off+4:]),
 				Data:       append([]byte(nil), vars[dataOff:dataOff+int(dataSize)]...),
-			})
+			},
+			Offset: off,
+			State:  vars[off+2],
 		}
+		if l.Authenticated {
+			r.MonotonicCount = le.Uint64(vars[off+8:])
+			copy(r.TimeStamp[:], vars[off+16:off+32])
+			r.PubKeyIndex = le.Uint32(vars[off+32:])
+		}
+		l.Records = append(l.Records, r)
 		off = (dataOff + int(dataSize) + 3) &^ 3
 	}
-	return out, nil
+	l.End = min(off, end)
+	return l, nil
 }
 
 // lookupVar returns the data of a live variable, or nil when absent.

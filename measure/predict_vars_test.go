@@ -60,6 +60,28 @@ func TestParseVarStore(t *testing.T) {
 	}
 }
 
+func TestParseVarStoreLayout(t *testing.T) {
+	pk := UEFIVariable{Vendor: EFIGlobalVariable, Name: "PK", Attributes: 0x27, Data: []byte("pk-esl")}
+	db := UEFIVariable{Vendor: EFIImageSecurityDatabase, Name: "db", Attributes: 0x27, Data: []byte("db")}
+	b := varStore(pk, db)
+	b[0x48+28+2] = varAdded & 0xfd // VAR_DELETED: PK is: a record, not a live variable
+	l, err := ParseVarStoreLayout("vars", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Header at 0x48; PK's record at 0x64 is 60+6+6 = 72 bytes, so db's is
+	// at 0xac and 60+6+2 = 68 bytes, ending at 0xf0; 64 bytes of free space.
+	if !l.Authenticated || l.HeaderOffset != 0x48 || l.Size != len(b)-0x48 || l.End != 0xf0 || l.End+64 != len(b) {
+		t.Errorf("layout %+v", l)
+	}
+	if len(l.Records) != 2 || l.Records[0].Offset != 0x64 || l.Records[0].Live() || l.Records[1].Offset != 0xac || !l.Records[1].Live() || l.Records[1].Name != "db" {
+		t.Errorf("records %+v", l.Records)
+	}
+	if vs, _ := ParseVarStore("vars", b); len(vs) != 1 || vs[0].Name != "db" {
+		t.Errorf("live variables %+v, want db only", vs)
+	}
+}
+
 func TestParseVarStoreErrors(t *testing.T) {
 	good := varStore(UEFIVariable{Vendor: EFIGlobalVariable, Name: "PK", Data: []byte("x")})
 	mod := func(off int, v ...byte) []byte { b := bytes.Clone(good); copy(b[off:], v); return b }
@@ -93,6 +115,36 @@ func FuzzParseVarStore(f *testing.F) {
 		vs, err := ParseVarStore("fuzz", b)
 		if err != nil {
 			return
+		}
+		// The layout holds every record, in bounds and in order, whose
+		// header fields read back from the image; its live records are
+		// exactly ParseVarStore's variables.
+		l, err := ParseVarStoreLayout("fuzz", b)
+		if err != nil {
+			t.Fatalf("ParseVarStore accepts what ParseVarStoreLayout rejects: %v", err)
+		}
+		storeEnd := l.HeaderOffset + l.Size
+		if l.End > storeEnd || l.End < l.HeaderOffset+sizeofVariableStoreHeader {
+			t.Fatalf("End 0x%x outside the store [0x%x, 0x%x]", l.End, l.HeaderOffset, storeEnd)
+		}
+		prev, live := l.HeaderOffset+sizeofVariableStoreHeader, 0
+		for _, r := range l.Records {
+			if r.Offset < prev || r.Offset >= l.End || b[r.Offset+2] != r.State || binary.LittleEndian.Uint16(b[r.Offset:]) != varStartID {
+				t.Fatalf("record at 0x%x (previous 0x%x, end 0x%x) misplaced or misread", r.Offset, prev, l.End)
+			}
+			if l.Authenticated && (binary.LittleEndian.Uint64(b[r.Offset+8:]) != r.MonotonicCount || !bytes.Equal(b[r.Offset+16:r.Offset+32], r.TimeStamp[:])) {
+				t.Fatalf("record at 0x%x: authenticated header fields misread", r.Offset)
+			}
+			prev = r.Offset + 1
+			if r.Live() {
+				if live >= len(vs) || vs[live].Name != r.Name || !bytes.Equal(vs[live].Data, r.Data) {
+					t.Fatalf("live record at 0x%x is not ParseVarStore's variable %d", r.Offset, live)
+				}
+				live++
+			}
+		}
+		if live != len(vs) {
+			t.Fatalf("%d live records, ParseVarStore returned %d", live, len(vs))
 		}
 		again, err := ParseVarStore("fuzz", varStore(vs...))
 		if err != nil || len(again) != len(vs) {
