@@ -236,16 +236,11 @@ func (r *OCIRegistry) pickSigned(dig name.Digest, pub crypto.PublicKey, opts Ver
 	for _, c := range cands {
 		trusted = append(trusted, c.s)
 	}
-	for i, o := range opts.Others {
-		t, err := ParseBundle(o)
-		if err == nil {
-			err = t.VerifySignature(pub)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("other manifest %d: %w", i, err)
-		}
-		trusted = append(trusted, t)
+	others, err := verifiedOthers(opts.Others, pub)
+	if err != nil {
+		return nil, err
 	}
+	trusted = append(trusted, others...)
 	var best *cand
 	for i, c := range cands {
 		err := errors.Join(c.s.CheckValidity(opts.Now), c.s.CheckRotation(trusted))

@@ -184,8 +184,21 @@ func Verify(bundleJSON []byte, pub crypto.PublicKey, opts VerifyOptions) (*Signe
 	if err := s.CheckValidity(opts.Now); err != nil {
 		return nil, err
 	}
-	var trusted []*SignedManifest
-	for i, o := range opts.Others {
+	trusted, err := verifiedOthers(opts.Others, pub)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.CheckRotation(trusted); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// verifiedOthers parses the other signed manifests whose supersedes and
+// revokes entries apply, and checks each is signed by pub.
+func verifiedOthers(others [][]byte, pub crypto.PublicKey) ([]*SignedManifest, error) {
+	var out []*SignedManifest
+	for i, o := range others {
 		t, err := ParseBundle(o)
 		if err == nil {
 			err = t.VerifySignature(pub)
@@ -193,10 +206,7 @@ func Verify(bundleJSON []byte, pub crypto.PublicKey, opts VerifyOptions) (*Signe
 		if err != nil {
 			return nil, fmt.Errorf("other manifest %d: %w", i, err)
 		}
-		trusted = append(trusted, t)
+		out = append(out, t)
 	}
-	if err := s.CheckRotation(trusted); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return out, nil
 }

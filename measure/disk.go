@@ -113,14 +113,7 @@ func PredictDiskBoot(in *DiskBoot) (*Prediction, error) {
 	if err := checkProfile(db); err != nil {
 		return nil, err
 	}
-	algs := in.Algs
-	if len(algs) == 0 && in.Profile != nil {
-		algs = in.Profile.Log().Algs()
-	}
-	if len(algs) == 0 {
-		algs = []HashAlg{AlgSHA1, AlgSHA256, AlgSHA384, AlgSHA512}
-	}
-	p := &Prediction{Algs: algs}
+	p := &Prediction{Algs: predictionAlgs(in.Algs, in.Profile)}
 	gpt, err := ParseGPT("disk", in.Disk)
 	if err != nil {
 		return nil, err

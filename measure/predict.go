@@ -166,14 +166,7 @@ func PredictDirectBoot(in *DirectBoot) (*Prediction, error) {
 	if err := checkProfile(in); err != nil {
 		return nil, err
 	}
-	algs := in.Algs
-	if len(algs) == 0 && in.Profile != nil {
-		algs = in.Profile.Log().Algs()
-	}
-	if len(algs) == 0 {
-		algs = []HashAlg{AlgSHA1, AlgSHA256, AlgSHA384, AlgSHA512}
-	}
-	p := &Prediction{Algs: algs, in: in}
+	p := &Prediction{Algs: predictionAlgs(in.Algs, in.Profile), in: in}
 	steps := []func(*DirectBoot, *Prediction) error{
 		predictPCR0Firmware, predictPCR7, predictKernel, predictBootVars, predictSeparators,
 		predictLinuxStub, predictExitBootServices,
@@ -546,4 +539,16 @@ func decodeHexString(s string) ([]byte, error) {
 		return nil, fmt.Errorf("hex value %q: %w", s, err)
 	}
 	return b, nil
+}
+
+// predictionAlgs picks the banks to predict: those asked for, else the
+// captured profile's log banks, else the four banks swtpm allocates.
+func predictionAlgs(algs []HashAlg, profile *Profile) []HashAlg {
+	if len(algs) == 0 && profile != nil {
+		algs = profile.Log().Algs()
+	}
+	if len(algs) == 0 {
+		algs = []HashAlg{AlgSHA1, AlgSHA256, AlgSHA384, AlgSHA512}
+	}
+	return algs
 }
